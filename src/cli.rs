@@ -1,0 +1,369 @@
+//! The command line: verbs (validate, resolve, lock, build, schema, completions), their options,
+//! and the edge where errors are rendered for people and turned into exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Problem};
+
+/// Exit codes (documented in README.md).
+pub mod exit {
+    /// The definition is invalid, or the build failed.
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The verb exists but is not implemented yet.
+    pub const NOT_IMPLEMENTED: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build Azure Linux 4.0 images (Azure VHD, OCI, WSL) from one YAML definition",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more about what kiln does (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Vhd,
+    Vhdx,
+    Raw,
+    Qcow2,
+    Oci,
+    Wsl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check definitions: YAML, keys and types, extends, variables, names, ids and disk layout.
+    Validate {
+        /// Definition files.
+        #[arg(required = true)]
+        definitions: Vec<PathBuf>,
+        /// Check only these architectures (x86_64, aarch64).
+        #[arg(long, value_delimiter = ',')]
+        arch: Vec<Arch>,
+        /// Print the merged, expanded definition of each architecture as JSON.
+        #[arg(long)]
+        show: bool,
+    },
+    /// Resolve the package set of a definition and print it.
+    Resolve {
+        definition: PathBuf,
+        /// Resolve for this architecture only.
+        #[arg(long, value_delimiter = ',')]
+        arch: Vec<Arch>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a definition and write its lockfile beside it.
+    Lock { definition: PathBuf },
+    /// Build the artifacts of a definition.
+    Build {
+        definition: PathBuf,
+        /// Directory the artifacts are written to.
+        #[arg(long, short, default_value = "out")]
+        output: PathBuf,
+        /// Artifacts to build (default: the definition's outputs).
+        #[arg(long, value_delimiter = ',')]
+        format: Vec<Format>,
+        /// Build only these architectures.
+        #[arg(long, value_delimiter = ',')]
+        arch: Vec<Arch>,
+        /// Use exactly the packages of the lockfile; fail if the definition no longer matches it.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Print the JSON Schema of the image definition.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Runs kiln with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    run(cli)
+}
+
+struct Ui {
+    quiet: bool,
+    handler: GraphicalReportHandler,
+}
+
+impl Ui {
+    fn new(quiet: bool) -> Self {
+        let stderr = std::io::stderr();
+        let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        Ui {
+            quiet,
+            handler: GraphicalReportHandler::new_themed(theme).with_width(100),
+        }
+    }
+
+    fn problem(&self, p: &Problem) {
+        if self.quiet && !p.is_error() {
+            return;
+        }
+        let mut out = String::new();
+        if self.handler.render_report(&mut out, p).is_err() {
+            out = format!("{p}\n");
+        }
+        eprint!("{out}");
+    }
+
+    fn error(&self, message: impl std::fmt::Display) {
+        eprintln!("error: {message}");
+    }
+
+    fn info(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            println!("{message}");
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let ui = Ui::new(cli.quiet);
+    match cli.command {
+        Command::Validate {
+            definitions,
+            arch,
+            show,
+        } => validate(&ui, &definitions, arch, show),
+        Command::Resolve {
+            definition, arch, ..
+        } => not_implemented(
+            &ui,
+            &definition,
+            arch,
+            "kiln resolve",
+            "the resolver issue (#3)",
+        ),
+        Command::Lock { definition } => not_implemented(
+            &ui,
+            &definition,
+            Vec::new(),
+            "kiln lock",
+            "the resolver issue (#3)",
+        ),
+        Command::Build {
+            definition, arch, ..
+        } => not_implemented(
+            &ui,
+            &definition,
+            arch,
+            "kiln build",
+            "the install and backend issues (#4–#6)",
+        ),
+        Command::Schema => {
+            println!("{}", schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The JSON Schema of a definition file, generated from the Rust types.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(definition::Definition);
+    let mut root = serde_json::to_value(&schema).expect("a schema always serializes");
+    // `per-arch` sections take any top-level key except those that pick the architectures; the
+    // derive cannot express "the root without its required keys", so it is added here.
+    let mut patch = serde_json::Map::new();
+    patch.insert("type".into(), "object".into());
+    patch.insert("additionalProperties".into(), false.into());
+    let mut props = root["properties"].as_object().cloned().unwrap_or_default();
+    for key in ["name", "architectures", "extends", "repo-files"] {
+        props.remove(key);
+    }
+    patch.insert("properties".into(), props.into());
+    root["$defs"]["ArchSettings"] = patch.into();
+    root["properties"]["per-arch"] = serde_json::json!({
+        "description": "Settings for one architecture only, merged over the rest with the `extends` rules.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "x86_64": {"$ref": "#/$defs/ArchSettings"},
+            "aarch64": {"$ref": "#/$defs/ArchSettings"}
+        }
+    });
+    serde_json::to_string_pretty(&root).expect("JSON values serialize")
+}
+
+/// Loads a definition and prints its problems; `None` if it is invalid.
+fn load(ui: &Ui, path: &Path, arches: Vec<Arch>) -> Option<Loaded> {
+    match definition::load(path, &LoadOptions { arches }) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                ui.problem(w);
+            }
+            Some(loaded)
+        }
+        Err(DefinitionError::Read { path, source }) => {
+            ui.error(format!("cannot read {}: {source}", path.display()));
+            None
+        }
+        Err(e @ DefinitionError::Invalid(_)) => {
+            for p in e.problems() {
+                ui.problem(&p);
+            }
+            ui.error(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn validate(ui: &Ui, paths: &[PathBuf], arches: Vec<Arch>, show: bool) -> ExitCode {
+    let mut failed = false;
+    for path in paths {
+        let Some(loaded) = load(ui, path, arches.clone()) else {
+            failed = true;
+            continue;
+        };
+        if show {
+            let by_arch: serde_json::Map<String, serde_json::Value> = loaded
+                .images
+                .iter()
+                .map(|i| {
+                    (
+                        i.arch.to_string(),
+                        serde_json::to_value(&i.definition).expect("definitions serialize"),
+                    )
+                })
+                .collect();
+            let text = serde_json::to_string_pretty(&by_arch).expect("JSON values serialize");
+            let _ = writeln!(std::io::stdout(), "{text}");
+        } else {
+            ui.info(summary(&loaded));
+        }
+    }
+    ExitCode::from(if failed { exit::FAILURE } else { 0 })
+}
+
+/// One line about a valid definition.
+fn summary(loaded: &Loaded) -> String {
+    let first = &loaded.images[0].definition;
+    let arches: Vec<String> = loaded.images.iter().map(|i| i.arch.to_string()).collect();
+    let mut outputs = Vec::new();
+    if let Some(d) = &first.outputs.disk {
+        let f: Vec<String> = d
+            .formats
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect();
+        outputs.push(format!("disk ({})", f.join(", ")));
+    }
+    if let Some(o) = &first.outputs.oci {
+        outputs.push(format!(
+            "oci ({})",
+            format!("{:?}", o.variant).to_lowercase()
+        ));
+    }
+    if first.outputs.wsl.is_some() {
+        outputs.push("wsl".into());
+    }
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "ok: {} — {}{} for {}; {}, {} to install; outputs: {}{}",
+        loaded.path.display(),
+        first.name,
+        first
+            .version
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default(),
+        arches.join(", "),
+        plural(first.repositories.len(), "repository").replace("repositorys", "repositories"),
+        plural(first.packages.install.len(), "package"),
+        if outputs.is_empty() {
+            "none".into()
+        } else {
+            outputs.join(", ")
+        },
+        match loaded.warnings.len() {
+            0 => String::new(),
+            n => format!(" ({})", plural(n, "warning")),
+        }
+    )
+}
+
+fn not_implemented(
+    ui: &Ui,
+    definition: &Path,
+    arches: Vec<Arch>,
+    verb: &str,
+    issue: &str,
+) -> ExitCode {
+    // Check the definition first: that part is real, and worth reporting either way.
+    if load(ui, definition, arches).is_none() {
+        return ExitCode::from(exit::FAILURE);
+    }
+    ui.error(format!(
+        "{verb} is not implemented yet ({issue} brings it); the definition itself is valid"
+    ));
+    ExitCode::from(exit::NOT_IMPLEMENTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn schema_is_json_with_the_top_level_keys() {
+        let v: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+        let props = v["properties"].as_object().unwrap();
+        for key in [
+            "name",
+            "extends",
+            "per-arch",
+            "repositories",
+            "repo-files",
+            "packages",
+            "system",
+            "outputs",
+        ] {
+            assert!(props.contains_key(key), "{key}");
+        }
+        assert_eq!(v["required"], serde_json::json!(["name"]));
+    }
+}

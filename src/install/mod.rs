@@ -1,0 +1,2 @@
+//! Installing packages into the staging tree in transaction order: payloads, %config/%ghost/%doc,
+//! scriptlets and triggers in a sandbox, the rpmdb. Not written yet: the install issue (#4) brings it.
