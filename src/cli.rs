@@ -125,10 +125,12 @@ impl Ui {
         } else {
             GraphicalTheme::unicode_nocolor()
         };
-        Ui {
-            quiet,
-            handler: GraphicalReportHandler::new_themed(theme).with_width(100),
-        }
+        // Terminals get wrapped text; logs and pipes get whole lines, which grep and path
+        // matching can rely on.
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_wrap_lines(stderr.is_terminal());
+        Ui { quiet, handler }
     }
 
     fn problem(&self, p: &Problem) {
@@ -202,6 +204,19 @@ pub fn run(cli: Cli) -> ExitCode {
 pub fn schema_json() -> String {
     let schema = schemars::schema_for!(definition::Definition);
     let mut root = serde_json::to_value(&schema).expect("a schema always serializes");
+    // The schema describes one file, and a file that extends others may give only part of an
+    // item (`{name: root, size: 10GiB}`) or leave `name` to its base. Required keys are checked
+    // on the merged definition; here only the keys that name items for merging stay required.
+    if let Some(obj) = root.as_object_mut() {
+        obj.remove("required");
+    }
+    if let Some(defs) = root["$defs"].as_object_mut() {
+        for def in defs.values_mut() {
+            if let Some(req) = def.get_mut("required").and_then(|r| r.as_array_mut()) {
+                req.retain(|k| matches!(k.as_str(), Some("id" | "name" | "path")));
+            }
+        }
+    }
     // `per-arch` sections take any top-level key except those that pick the architectures; the
     // derive cannot express "the root without its required keys", so it is added here.
     let mut patch = serde_json::Map::new();
@@ -364,6 +379,10 @@ mod tests {
         ] {
             assert!(props.contains_key(key), "{key}");
         }
-        assert_eq!(v["required"], serde_json::json!(["name"]));
+        assert!(v.get("required").is_none());
+        assert_eq!(
+            v["$defs"]["Partition"]["required"],
+            serde_json::json!(["name"])
+        );
     }
 }

@@ -152,9 +152,25 @@ pub fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let given_l = given.to_ascii_lowercase();
+    let words = |s: &str| -> Vec<String> {
+        s.split(['-', '_', '.'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let given_words = words(&given_l);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&given_l, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            let c_l = c.to_ascii_lowercase();
+            let mut score = strsim::jaro_winkler(&given_l, &c_l);
+            // `ssh-keys` for `ssh-authorized-keys`: every word given is a word of the key.
+            let c_words = words(&c_l);
+            if given_words.len() > 1 && given_words.iter().all(|w| c_words.contains(w)) {
+                score = score.max(0.9);
+            }
+            (score, c)
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -171,5 +187,13 @@ mod tests {
         assert_eq!(did_you_mean("sytem", keys), Some("system"));
         assert_eq!(did_you_mean("zzz", keys), None);
         assert_eq!(did_you_mean("Outputs", keys), Some("outputs"));
+        let user = [
+            "name",
+            "ssh-authorized-keys",
+            "password-hash",
+            "password-locked",
+        ];
+        assert_eq!(did_you_mean("ssh-keys", user), Some("ssh-authorized-keys"));
+        assert!(did_you_mean("password", user).is_some_and(|s| s.starts_with("password")));
     }
 }

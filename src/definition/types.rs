@@ -21,6 +21,7 @@ pub struct Definition {
     pub name: String,
     /// Image version, free-form (`4.0.20261130`); recorded in OCI labels and reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "literal_text")]
     pub version: Option<String>,
     /// One-line description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +31,7 @@ pub struct Definition {
     pub architectures: Vec<Arch>,
     /// The distribution release (`$releasever` / `${releasever}`). Default: "4.0".
     #[serde(default = "default_releasever")]
+    #[schemars(schema_with = "literal_text")]
     pub releasever: String,
     /// Base definitions this one builds on, as paths relative to this file. Merged in order,
     /// then this file on top: mappings merge key by key, lists append (lists of named items such
@@ -63,6 +65,15 @@ pub struct Definition {
     /// Artifacts to produce; each is optional.
     #[serde(default)]
     pub outputs: Outputs,
+}
+
+/// Text that is often written unquoted and looks like a number (`releasever: 4.0`): kiln reads
+/// such plain values exactly as written, so the schema accepts numbers there too.
+fn literal_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["string", "number"],
+        "description": "Text; a plain number such as 4.0 is read exactly as written."
+    })
 }
 
 pub fn default_architectures() -> Vec<Arch> {

@@ -331,7 +331,7 @@ fn repositories(c: &mut Checker, def: &Definition) {
                 Some("add the repository's public key under `gpgkey`, or set `gpgcheck: false` to build from unsigned packages".into()),
             );
         }
-        if !r.gpgcheck {
+        if !r.gpgcheck && r.enabled {
             c.warn(
                 path!["repositories", i, "gpgcheck"],
                 format!("package signatures from `{}` will not be checked", r.id),
