@@ -1,12 +1,12 @@
 //! The fixture repositories: built by tests/fixtures/build (cached, flock-safe), then checked with
 //! the real tools — dnf repoclosure and rpm -K — through tests/fixtures/verify.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::root;
 
 /// Runs a fixture script; on failure shows what it printed, which names any missing tool.
 fn script(name: &str, args: &[&str]) -> String {

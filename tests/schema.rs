@@ -1,12 +1,12 @@
 //! `kiln schema` is a JSON Schema that accepts every shipped definition and rejects broken ones,
 //! checked with an independent validator (the `jsonschema` crate) on the YAML read as data.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{root, shipped_definitions};
 
 fn schema() -> jsonschema::Validator {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -26,32 +26,13 @@ fn yaml_as_json(path: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn yaml_files(dir: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root().join(dir), &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn schema_accepts_every_shipped_definition() {
     let validator = schema();
-    let mut files = yaml_files("examples");
-    files.extend(yaml_files("image-configs"));
-    files.extend(yaml_files("tests/definitions/valid"));
+    let files = shipped_definitions();
     assert!(files.len() >= 15);
     for f in files {
-        let doc = yaml_as_json(&f);
+        let doc = yaml_as_json(&root().join(&f));
         let errors: Vec<String> = validator
             .iter_errors(&doc)
             .map(|e| format!("{} at {}", e, e.instance_path()))

@@ -1,12 +1,11 @@
 //! `kiln validate` on real files, run as the real binary: every shipped definition is accepted,
 //! every broken one under tests/definitions/invalid is rejected with its message and location.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{root, shipped_definitions, yaml_files};
 
 /// Runs kiln from the repository root, so paths in messages are relative and stable.
 fn kiln(args: &[&str]) -> Output {
@@ -22,29 +21,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every `.yaml` under `dir` (recursively), relative to the repository root.
-fn yaml_files(dir: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path.strip_prefix(root()).unwrap().to_path_buf());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root().join(dir), &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn shipped_and_example_definitions_validate() {
-    let mut files = yaml_files("examples");
-    files.extend(yaml_files("image-configs"));
-    files.extend(yaml_files("tests/definitions/valid"));
+    let files = shipped_definitions();
     assert!(
         files.len() >= 15,
         "expected the shipped definitions, found {files:?}"
