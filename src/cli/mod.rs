@@ -10,6 +10,8 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Problem};
 
+mod resolve;
+
 /// Exit codes (documented in README.md).
 pub mod exit {
     /// The definition is invalid, or the build failed.
@@ -48,6 +50,24 @@ pub enum Format {
     Wsl,
 }
 
+/// Where repository metadata comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepoArgs {
+    /// A repository: `ID=URL` replaces that repository of the definition, a bare URL (or path)
+    /// adds one (repeatable). Without a definition, the repositories to resolve against.
+    #[arg(long = "repo", value_name = "[ID=]URL")]
+    pub repo: Vec<String>,
+    /// Download remote metadata again even if the cached copy is fresh.
+    #[arg(long, conflicts_with = "offline")]
+    pub refresh: bool,
+    /// Use only cached metadata; never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Where metadata is cached (default: $KILN_CACHE_DIR, $XDG_CACHE_HOME/kiln or ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check definitions: YAML, keys and types, extends, variables, names, ids and disk layout.
@@ -62,18 +82,39 @@ pub enum Command {
         #[arg(long)]
         show: bool,
     },
-    /// Resolve the package set of a definition and print it.
+    /// Resolve the package set of a definition (or of packages named on the command line).
+    ///
+    /// With a definition: `kiln resolve image.yaml`. Without one, name repositories and what to
+    /// install: `kiln resolve --repo file:///srv/repo --json bash '@core' /usr/bin/python3`.
     Resolve {
-        definition: PathBuf,
-        /// Resolve for this architecture only.
+        /// The definition file; with --repo and no definition, the packages to resolve (names,
+        /// name.arch, provides, file paths, @groups).
+        #[arg(value_name = "DEFINITION | SPEC")]
+        args: Vec<String>,
+        #[command(flatten)]
+        repos: RepoArgs,
+        /// Resolve for these architectures only (default: the definition's; x86_64 without one).
         #[arg(long, value_delimiter = ',')]
         arch: Vec<Arch>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Leave out weak dependencies (Recommends, Supplements).
+        #[arg(long)]
+        no_weak_deps: bool,
+        /// Never consider packages whose name matches this glob (repeatable).
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
     },
-    /// Resolve a definition and write its lockfile beside it.
-    Lock { definition: PathBuf },
+    /// Resolve a definition and write its lockfile (NAME.lock.yaml) beside it.
+    Lock {
+        definition: PathBuf,
+        #[command(flatten)]
+        repos: RepoArgs,
+        /// Do not write: check that the existing lockfile still matches the definition.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build the artifacts of a definition.
     Build {
         definition: PathBuf,
@@ -111,7 +152,7 @@ pub fn main() -> ExitCode {
     run(cli)
 }
 
-struct Ui {
+pub(crate) struct Ui {
     quiet: bool,
     handler: GraphicalReportHandler,
 }
@@ -133,7 +174,7 @@ impl Ui {
         Ui { quiet, handler }
     }
 
-    fn problem(&self, p: &Problem) {
+    pub(crate) fn problem(&self, p: &Problem) {
         if self.quiet && !p.is_error() {
             return;
         }
@@ -144,11 +185,11 @@ impl Ui {
         eprint!("{out}");
     }
 
-    fn error(&self, message: impl std::fmt::Display) {
+    pub(crate) fn error(&self, message: impl std::fmt::Display) {
         eprintln!("error: {message}");
     }
 
-    fn info(&self, message: impl std::fmt::Display) {
+    pub(crate) fn info(&self, message: impl std::fmt::Display) {
         if !self.quiet {
             println!("{message}");
         }
@@ -164,21 +205,29 @@ pub fn run(cli: Cli) -> ExitCode {
             show,
         } => validate(&ui, &definitions, arch, show),
         Command::Resolve {
-            definition, arch, ..
-        } => not_implemented(
-            &ui,
-            &definition,
+            args,
+            repos,
             arch,
-            "kiln resolve",
-            "the resolver issue (#3)",
-        ),
-        Command::Lock { definition } => not_implemented(
+            json,
+            no_weak_deps,
+            exclude,
+        } => resolve::resolve(
             &ui,
-            &definition,
-            Vec::new(),
-            "kiln lock",
-            "the resolver issue (#3)",
+            resolve::ResolveArgs {
+                args,
+                repos,
+                arch,
+                json,
+                no_weak_deps,
+                exclude,
+                verbose: cli.verbose > 0,
+            },
         ),
+        Command::Lock {
+            definition,
+            repos,
+            check,
+        } => resolve::lock(&ui, &definition, &repos, check, cli.verbose > 0),
         Command::Build {
             definition, arch, ..
         } => not_implemented(
@@ -241,7 +290,7 @@ pub fn schema_json() -> String {
 }
 
 /// Loads a definition and prints its problems; `None` if it is invalid.
-fn load(ui: &Ui, path: &Path, arches: Vec<Arch>) -> Option<Loaded> {
+pub(crate) fn load(ui: &Ui, path: &Path, arches: Vec<Arch>) -> Option<Loaded> {
     match definition::load(path, &LoadOptions { arches }) {
         Ok(loaded) => {
             for w in &loaded.warnings {
