@@ -163,6 +163,7 @@ pub fn resolve(ui: &Ui, a: ResolveArgs) -> ExitCode {
         .filter(|s| s.starts_with('/'))
         .cloned()
         .collect();
+    let started = std::time::Instant::now();
     let (pool, loads) = match repo::load(&specs, &o) {
         Ok(x) => x,
         Err(e) => {
@@ -178,7 +179,16 @@ pub fn resolve(ui: &Ui, a: ResolveArgs) -> ExitCode {
         arch,
         weak_deps: !a.no_weak_deps,
     };
-    match resolve::solver::resolve(&pool, &request) {
+    let loaded = started.elapsed();
+    let result = resolve::solver::resolve(&pool, &request);
+    if a.verbose {
+        eprintln!(
+            "kiln: metadata loaded in {} ms, resolved in {} ms",
+            loaded.as_millis(),
+            (started.elapsed() - loaded).as_millis()
+        );
+    }
+    match result {
         Ok(resolution) => {
             let r = Resolved {
                 arch,

@@ -142,8 +142,8 @@ pub struct Packages {
     /// `webserver`), file paths (`/usr/bin/python3`) and comps groups (`@core`).
     #[serde(default)]
     pub install: Vec<String>,
-    /// Package names taken out of the inherited `install` lists; anything by that name still
-    /// installed as a dependency is removed from the image after installation.
+    /// Package names taken out of the inherited `install` lists and never installed: if a
+    /// dependency needs one, resolution fails and says which package needs it.
     #[serde(default)]
     pub remove: Vec<String>,
     /// Package name globs the resolver never considers (like dnf's `--exclude`).

@@ -403,6 +403,7 @@ impl Pool {
             .filter(|&&(_, idx)| self.provide_matches(idx, req))
             .map(|&(p, _)| p)
             .collect();
+        out.sort_unstable();
         out.dedup();
         out
     }

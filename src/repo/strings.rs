@@ -3,6 +3,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hashbrown::HashTable;
 
@@ -25,7 +26,12 @@ pub struct Strings {
     ends: Vec<u32>,
     /// Built on first lookup: ids by content.
     table: OnceLock<HashTable<u32>>,
+    /// Lookups answered by scanning, before the table was worth building.
+    scans: AtomicU32,
 }
+
+/// How many lookups scan the blob before the hash table is built.
+const LINEAR_LOOKUPS: u32 = 16;
 
 impl std::fmt::Debug for Strings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,6 +54,7 @@ impl Strings {
             blob: String::new(),
             ends: Vec::new(),
             table: OnceLock::new(),
+            scans: AtomicU32::new(0),
         };
         s.ends.push(0);
         s
@@ -63,6 +70,7 @@ impl Strings {
             blob,
             ends,
             table: OnceLock::new(),
+            scans: AtomicU32::new(0),
         })
     }
 
@@ -97,10 +105,23 @@ impl Strings {
         })
     }
 
-    /// The id of `s`, if it is interned.
+    /// The id of `s`, if it is interned. The first few lookups scan (the resolver asks for a
+    /// handful of names; hashing 300 000 strings for them would cost more), then a table is
+    /// built.
     pub fn lookup(&self, s: &str) -> Option<Sid> {
         if s.is_empty() {
             return Some(Sid::EMPTY);
+        }
+        if self.table.get().is_none() && self.scans.fetch_add(1, Ordering::Relaxed) < LINEAR_LOOKUPS
+        {
+            let (blob, ends) = (self.blob.as_bytes(), &self.ends);
+            let want = s.as_bytes();
+            return (1..ends.len())
+                .find(|&i| {
+                    let (a, b) = (ends[i - 1] as usize, ends[i] as usize);
+                    b - a == want.len() && &blob[a..b] == want
+                })
+                .map(|i| Sid(i as u32));
         }
         self.table()
             .find(hash(s), |&j| self.get(Sid(j)) == s)
@@ -114,7 +135,9 @@ impl Strings {
         }
         self.table();
         let h = hash(s);
-        let Strings { blob, ends, table } = self;
+        let Strings {
+            blob, ends, table, ..
+        } = self;
         let table = table.get_mut().expect("initialised above");
         let get = |j: u32| -> &str {
             let j = j as usize;
@@ -139,6 +162,21 @@ impl Strings {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn scanning_and_hashed_lookups_agree() {
+        let mut s = Strings::new();
+        let ids: Vec<Sid> = (0..100).map(|i| s.intern(&format!("name{i}"))).collect();
+        let (blob, ends) = s.parts();
+        let t = Strings::from_parts(blob.to_string(), ends.to_vec()).unwrap();
+        // More lookups than the scanning budget: the later ones go through the table.
+        for _ in 0..3 {
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(t.lookup(&format!("name{i}")), Some(*id));
+            }
+            assert_eq!(t.lookup("name100"), None);
+        }
+    }
 
     #[test]
     fn interns_and_finds() {

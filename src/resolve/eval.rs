@@ -28,6 +28,25 @@ pub fn to_dep(pool: &Pool, d: &DepEntry) -> Result<Dep, dep::DepError> {
     }))
 }
 
+/// Packages satisfying a repodata dependency by themselves; simple dependencies go straight
+/// through the pool's index (no string lookups), rich ones through `satisfying`.
+pub fn entry_satisfying(pool: &Pool, d: &DepEntry) -> Vec<u32> {
+    if !d.is_rich() {
+        return pool.what_provides(d);
+    }
+    to_dep(pool, d)
+        .map(|dep| satisfying(pool, &dep))
+        .unwrap_or_default()
+}
+
+/// Whether a repodata dependency holds for `set` (as a requirement).
+pub fn entry_holds(pool: &Pool, d: &DepEntry, set: &HashSet<u32>) -> bool {
+    if !d.is_rich() {
+        return pool.what_provides(d).iter().any(|p| set.contains(p));
+    }
+    to_dep(pool, d).is_ok_and(|dep| holds(pool, &dep, set))
+}
+
 /// Packages (pool indexes, ascending, unique) with a provide (or primary/filelists file)
 /// matching `s`.
 pub fn providers(pool: &Pool, s: &Simple) -> Vec<u32> {

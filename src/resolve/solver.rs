@@ -14,7 +14,7 @@ use resolvo::{
 };
 
 use super::dep::{Dep, Simple};
-use super::eval::{holds, providers, satisfying, to_dep};
+use super::eval::{entry_holds, entry_satisfying, providers, satisfying, to_dep};
 use crate::definition::Arch;
 use crate::glob;
 use crate::repo::Pool;
@@ -105,9 +105,11 @@ struct Provider<'p> {
     of_pkg: Vec<u32>,
     /// Why a solvable may not be chosen.
     excluded: Vec<Option<String>>,
-    names: RefCell<IndexSet<NameKey>>,
-    /// Candidates of each name (index = NameId), in pool order.
-    by_name: RefCell<Vec<Vec<SolvableId>>>,
+    /// Solver names: `2 * sid + multilib` for package names (no table needed); names for
+    /// messages and virtual packages come after `2 * strings.len()`, kept here.
+    extra_names: RefCell<Vec<(NameKey, Vec<SolvableId>)>>,
+    /// Candidates of package names, computed when first asked for.
+    candidates: RefCell<std::collections::HashMap<NameId, Vec<SolvableId>>>,
     version_sets: RefCell<IndexSet<VsKey>>,
     vs_members: RefCell<Vec<Vec<SolvableId>>>,
     unions: RefCell<Vec<Vec<VersionSetId>>>,
@@ -135,18 +137,22 @@ impl<'p> Provider<'p> {
         let multi = multilib_arches(req.arch);
         let mut solvables = Vec::new();
         let mut of_pkg = vec![u32::MAX; pool.packages.len()];
-        let mut names: IndexSet<NameKey> = IndexSet::new();
-        let mut by_name: Vec<Vec<SolvableId>> = Vec::new();
         let mut excluded = Vec::new();
+        let no_excludes = req.exclude.is_empty()
+            && req.remove.is_empty()
+            && req.repo_excludes.iter().all(Vec::is_empty);
         for (i, p) in pool.packages.iter().enumerate() {
             let arch = pool.str(p.arch);
             let is_multi = multi.contains(&arch);
             if !(arch == native || arch == "noarch" || (multilib && is_multi)) {
                 continue;
             }
-            let s = solvables.len();
+            of_pkg[i] = solvables.len() as u32;
             solvables.push(i as u32);
-            of_pkg[i] = s as u32;
+            if no_excludes {
+                excluded.push(None);
+                continue;
+            }
             let name = pool.str(p.name);
             let reason = if let Some(g) = req.exclude.iter().find(|g| glob::matches(g, name)) {
                 Some(format!("excluded by `{g}`"))
@@ -164,32 +170,31 @@ impl<'p> Provider<'p> {
                     })
             };
             excluded.push(reason);
-            let (n, new) = names.insert_full(NameKey::Pkg(p.name, is_multi));
-            if new {
-                by_name.push(Vec::new());
-            }
-            by_name[n].push(SolvableId::from_index(s));
         }
         // dnf prunes each name to its best repository priority: the others are not candidates.
-        for cands in &by_name {
-            let best = cands
-                .iter()
-                .filter(|s| excluded[s.to_index()].is_none())
-                .map(|s| {
-                    pool.repos[pool.packages[solvables[s.to_index()] as usize].repo as usize]
-                        .priority
-                })
-                .min();
-            if let Some(best) = best {
-                for s in cands {
-                    let repo =
-                        &pool.repos[pool.packages[solvables[s.to_index()] as usize].repo as usize];
-                    if repo.priority > best && excluded[s.to_index()].is_none() {
-                        excluded[s.to_index()] = Some(format!(
-                            "repository `{}` has a lower priority ({}) than another that has this package",
-                            repo.id, repo.priority
-                        ));
-                    }
+        // (Only needed when the repositories' priorities differ.)
+        if pool
+            .repos
+            .windows(2)
+            .any(|w| w[0].priority != w[1].priority)
+        {
+            let mut best: std::collections::HashMap<Sid, u8> = std::collections::HashMap::new();
+            for (s, &pkg) in solvables.iter().enumerate() {
+                if excluded[s].is_none() {
+                    let p = &pool.packages[pkg as usize];
+                    let prio = pool.repos[p.repo as usize].priority;
+                    let e = best.entry(p.name).or_insert(prio);
+                    *e = (*e).min(prio);
+                }
+            }
+            for (s, &pkg) in solvables.iter().enumerate() {
+                let p = &pool.packages[pkg as usize];
+                let repo = &pool.repos[p.repo as usize];
+                if excluded[s].is_none() && best.get(&p.name).is_some_and(|&b| repo.priority > b) {
+                    excluded[s] = Some(format!(
+                        "repository `{}` has a lower priority ({}) than another that has this package",
+                        repo.id, repo.priority
+                    ));
                 }
             }
         }
@@ -199,8 +204,8 @@ impl<'p> Provider<'p> {
             solvables,
             of_pkg,
             excluded,
-            names: RefCell::new(names),
-            by_name: RefCell::new(by_name),
+            extra_names: RefCell::new(Vec::new()),
+            candidates: RefCell::new(std::collections::HashMap::new()),
             version_sets: RefCell::new(IndexSet::new()),
             vs_members: RefCell::new(Vec::new()),
             unions: RefCell::new(Vec::new()),
@@ -229,14 +234,62 @@ impl<'p> Provider<'p> {
             return SolvableId::from_index(self.solvables.len() + i);
         }
         let i = virtuals.len();
-        let mut names = self.names.borrow_mut();
-        let (n, _) = names.insert_full(NameKey::Not(i));
         let s = SolvableId::from_index(self.solvables.len() + i);
-        let mut by_name = self.by_name.borrow_mut();
-        by_name.resize_with(n + 1, Vec::new);
-        by_name[n] = vec![s];
-        virtuals.push((label.to_string(), pkgs.to_vec(), NameId::from_index(n)));
+        let n = self.extra_name(NameKey::Not(i), vec![s]);
+        virtuals.push((label.to_string(), pkgs.to_vec(), n));
         s
+    }
+
+    /// The first index after the package names.
+    fn names_base(&self) -> usize {
+        2 * self.pool.strings.len()
+    }
+
+    fn extra_name(&self, key: NameKey, cands: Vec<SolvableId>) -> NameId {
+        let mut extra = self.extra_names.borrow_mut();
+        if let Some(i) = extra.iter().position(|(k, _)| *k == key) {
+            return NameId::from_index(self.names_base() + i);
+        }
+        extra.push((key, cands));
+        NameId::from_index(self.names_base() + extra.len() - 1)
+    }
+
+    fn name_key(&self, name: NameId) -> Option<NameKey> {
+        let i = name.to_index();
+        if i < self.names_base() {
+            return Some(NameKey::Pkg(Sid((i / 2) as u32), i % 2 == 1));
+        }
+        self.extra_names
+            .borrow()
+            .get(i - self.names_base())
+            .map(|(k, _)| k.clone())
+    }
+
+    fn is_multi(&self, pkg: u32) -> bool {
+        multilib_arches(self.arch).contains(&self.pool.str(self.pool.packages[pkg as usize].arch))
+    }
+
+    /// Every solvable of a name, in pool order.
+    fn candidates_of(&self, name: NameId) -> Vec<SolvableId> {
+        match self.name_key(name) {
+            Some(NameKey::Pkg(sid, multi)) => {
+                if let Some(c) = self.candidates.borrow().get(&name) {
+                    return c.clone();
+                }
+                let c: Vec<SolvableId> = self
+                    .pool
+                    .by_name(sid)
+                    .filter(|&q| self.is_multi(q) == multi)
+                    .filter_map(|q| self.solvable_of(q))
+                    .collect();
+                self.candidates.borrow_mut().insert(name, c.clone());
+                c
+            }
+            Some(_) => self.extra_names.borrow()[name.to_index() - self.names_base()]
+                .1
+                .clone(),
+            None => Vec::new(),
+        }
     }
 
     fn pkg(&self, s: SolvableId) -> u32 {
@@ -252,23 +305,13 @@ impl<'p> Provider<'p> {
         if self.is_virtual(s) {
             return self.virtuals.borrow()[s.to_index() - self.solvables.len()].2;
         }
-        let p = &self.pool.packages[self.pkg(s) as usize];
-        let multi = multilib_arches(self.arch).contains(&self.pool.str(p.arch));
-        let idx = self
-            .names
-            .borrow()
-            .get_index_of(&NameKey::Pkg(p.name, multi))
-            .expect("every solvable's name is interned");
-        NameId::from_index(idx)
+        let pkg = self.pkg(s);
+        let p = &self.pool.packages[pkg as usize];
+        NameId::from_index(2 * p.name.0 as usize + usize::from(self.is_multi(pkg)))
     }
 
     fn missing_name(&self, label: &str) -> NameId {
-        let mut names = self.names.borrow_mut();
-        let (idx, new) = names.insert_full(NameKey::Missing(label.to_string()));
-        if new {
-            self.by_name.borrow_mut().push(Vec::new());
-        }
-        NameId::from_index(idx)
+        self.extra_name(NameKey::Missing(label.to_string()), Vec::new())
     }
 
     fn intern_string(&self, s: String) -> StringId {
@@ -299,13 +342,22 @@ impl<'p> Provider<'p> {
                 None => groups.push((n, vec![s])),
             }
         }
-        // Native-arch names first, so the solver tries them first.
-        groups.sort_by_key(|(n, v)| {
-            let p = &self.pool.packages[self.pkg(v[0]) as usize];
-            (
-                arch_rank(self.pool.str(p.arch), self.arch.rpm_name()),
-                n.to_index(),
-            )
+        // The order the solver tries alternatives in (policy, as in libsolv/dnf): a package
+        // named like the capability first (libsystemd0 for `libsystemd0`, not a replacement
+        // that also provides it), native arch before noarch before multilib, then by name.
+        let simple = !label.starts_with('(') && !label.contains(" or ");
+        let cap = label.split_whitespace().next().filter(|_| simple);
+        groups.sort_by(|(_, a), (_, b)| {
+            let key = |v: &Vec<SolvableId>| {
+                let p = &self.pool.packages[self.pkg(v[0]) as usize];
+                let name = self.pool.str(p.name);
+                (
+                    cap != Some(name),
+                    arch_rank(self.pool.str(p.arch), self.arch.rpm_name()),
+                    name,
+                )
+            };
+            key(a).cmp(&key(b))
         });
         groups
             .into_iter()
@@ -640,16 +692,13 @@ impl<'p> Provider<'p> {
     }
 
     fn is_installonly(&self, name: NameId) -> bool {
-        let names = self.names.borrow();
-        let Some(NameKey::Pkg(sid, _)) = names.get_index(name.to_index()) else {
+        let Some(NameKey::Pkg(sid, _)) = self.name_key(name) else {
             return false;
         };
-        let sid = *sid;
-        drop(names);
         if INSTALLONLY_NAMES.contains(&self.pool.str(sid)) {
             return true;
         }
-        self.by_name.borrow()[name.to_index()].iter().any(|s| {
+        self.candidates_of(name).iter().any(|s| {
             self.pool
                 .deps_of(self.pkg(*s), DepKind::Provides)
                 .iter()
@@ -698,9 +747,9 @@ impl<'p> Provider<'p> {
                 }
             }
             for (n, bad) in by_name {
-                let allowed: Vec<SolvableId> = self.by_name.borrow()[n.to_index()]
-                    .iter()
-                    .copied()
+                let allowed: Vec<SolvableId> = self
+                    .candidates_of(n)
+                    .into_iter()
                     .filter(|c| !bad.contains(&self.pkg(*c)))
                     .collect();
                 known
@@ -771,9 +820,9 @@ impl<'p> Provider<'p> {
                 }
             }
             for (n, bad) in by_name {
-                let allowed: Vec<SolvableId> = self.by_name.borrow()[n.to_index()]
-                    .iter()
-                    .copied()
+                let allowed: Vec<SolvableId> = self
+                    .candidates_of(n)
+                    .into_iter()
                     .filter(|c| !bad.contains(&self.pkg(*c)))
                     .collect();
                 known
@@ -782,6 +831,13 @@ impl<'p> Provider<'p> {
             }
         };
         for d in pool.deps_of(pkg, DepKind::Conflicts) {
+            if !d.is_rich() {
+                forbid(
+                    pool.what_provides(d),
+                    format!("conflicting with {}", pool.dep_text(d)),
+                );
+                continue;
+            }
             let Ok(dep) = to_dep(pool, d) else { continue };
             match &dep {
                 Dep::Simple(_) | Dep::With(_) | Dep::Without(..) | Dep::Or(_) => forbid(
@@ -873,11 +929,11 @@ impl Interner for Provider<'_> {
     }
 
     fn display_name(&self, name: NameId) -> impl Display + '_ {
-        match self.names.borrow().get_index(name.to_index()) {
-            Some(NameKey::Pkg(sid, false)) => self.pool.str(*sid).to_string(),
-            Some(NameKey::Pkg(sid, true)) => format!("{} (multilib)", self.pool.str(*sid)),
-            Some(NameKey::Missing(label)) => label.clone(),
-            Some(NameKey::Not(i)) => self.virtuals.borrow()[*i].0.clone(),
+        match self.name_key(name) {
+            Some(NameKey::Pkg(sid, false)) => self.pool.str(sid).to_string(),
+            Some(NameKey::Pkg(sid, true)) => format!("{} (multilib)", self.pool.str(sid)),
+            Some(NameKey::Missing(label)) => label,
+            Some(NameKey::Not(i)) => self.virtuals.borrow()[i].0.clone(),
             None => "?".to_string(),
         }
     }
@@ -926,7 +982,7 @@ impl DependencyProvider for Provider<'_> {
     }
 
     async fn get_candidates(&self, name: NameId) -> Option<Candidates<SolvableId>> {
-        let cands = self.by_name.borrow().get(name.to_index())?.clone();
+        let cands = self.candidates_of(name);
         if cands.is_empty() {
             return None;
         }
@@ -966,36 +1022,28 @@ pub fn resolve(pool: &Pool, req: &Request) -> Result<Resolution, ResolveError> {
     let roots = root_requirements(&provider, req, &mut notes)?;
     let mut solver = Solver::new(provider);
 
-    let mut soft: Vec<SolvableId> = Vec::new();
-    let mut chosen;
+    // Weak dependencies: resolvo's soft requirements can be undone by later ones, so kiln does
+    // what libsolv does in effect: it adds the recommended (or supplementing) packages as
+    // requirements, all at once, and when that fails finds by bisection the ones that cannot
+    // be installed and leaves them out. New packages bring new recommendations: repeat.
+    let mut chosen = solve_with(&mut solver, &roots, &[])?;
+    let mut accepted: Vec<SolvableId> = Vec::new();
+    let mut tried: HashSet<SolvableId> = HashSet::new();
     let mut rounds = 0;
-    loop {
-        let problem = Problem::new()
-            .requirements(roots.clone())
-            .soft_requirements(soft.clone());
-        chosen = match solver.solve(problem) {
-            Ok(s) => s,
-            Err(UnsolvableOrCancelled::Unsolvable(conflict)) => {
-                let explanation = conflict.display_user_friendly(&solver).to_string();
-                return Err(ResolveError::Unsolvable {
-                    explanation: explanation.trim_end().to_string(),
-                });
-            }
-            Err(UnsolvableOrCancelled::Cancelled(_)) => {
-                return Err(ResolveError::Unsolvable {
-                    explanation: "resolution was cancelled".into(),
-                });
-            }
-        };
+    while req.weak_deps && rounds < MAX_WEAK_ROUNDS {
         rounds += 1;
-        if !req.weak_deps || rounds > 8 {
-            break;
-        }
-        let more = weak_candidates(solver.provider(), &chosen, &soft);
+        let more: Vec<SolvableId> = weak_candidates(solver.provider(), &chosen, &accepted)
+            .into_iter()
+            .filter(|s| tried.insert(*s))
+            .collect();
         if more.is_empty() {
             break;
         }
-        soft.extend(more);
+        let mut best = None;
+        add_installable(&mut solver, &roots, &mut accepted, &more, &mut best);
+        if let Some(sol) = best {
+            chosen = sol;
+        }
     }
     let provider = solver.provider();
     let mut packages: Vec<u32> = chosen
@@ -1015,6 +1063,84 @@ pub fn resolve(pool: &Pool, req: &Request) -> Result<Resolution, ResolveError> {
     Ok(Resolution { packages, notes })
 }
 
+/// How many times new weak dependencies are looked for (each round adds the recommendations
+/// of what the previous one added).
+const MAX_WEAK_ROUNDS: usize = 32;
+
+/// Solves the roots plus "exactly these packages".
+fn solve_with(
+    solver: &mut Solver<Provider<'_>>,
+    roots: &[ConditionalRequirement],
+    extra: &[SolvableId],
+) -> Result<Vec<SolvableId>, ResolveError> {
+    let reqs = with_exact(solver.provider(), roots, extra);
+    match solver.solve(Problem::new().requirements(reqs)) {
+        Ok(s) => Ok(s),
+        Err(UnsolvableOrCancelled::Unsolvable(conflict)) => Err(ResolveError::Unsolvable {
+            explanation: conflict
+                .display_user_friendly(solver)
+                .to_string()
+                .trim_end()
+                .to_string(),
+        }),
+        Err(UnsolvableOrCancelled::Cancelled(_)) => Err(ResolveError::Unsolvable {
+            explanation: "resolution was cancelled".into(),
+        }),
+    }
+}
+
+/// As `solve_with`, without explaining a failure (bisection fails often; explaining is costly).
+fn try_solve(
+    solver: &mut Solver<Provider<'_>>,
+    roots: &[ConditionalRequirement],
+    extra: &[SolvableId],
+) -> Option<Vec<SolvableId>> {
+    let reqs = with_exact(solver.provider(), roots, extra);
+    solver.solve(Problem::new().requirements(reqs)).ok()
+}
+
+/// The roots plus a requirement on exactly each of `extra`.
+fn with_exact(
+    p: &Provider<'_>,
+    roots: &[ConditionalRequirement],
+    extra: &[SolvableId],
+) -> Vec<ConditionalRequirement> {
+    let mut reqs = roots.to_vec();
+    for s in extra {
+        let n = p.name_of_solvable(*s);
+        let label = p.display_solvable(*s).to_string();
+        reqs.push(Requirement::Single(p.version_set(n, label, vec![*s])).into());
+    }
+    reqs
+}
+
+/// Adds as many of `cands` to `accepted` as can be installed together with it: all at once if
+/// possible, otherwise each half in turn (so k failures cost about k·log n solves).
+fn add_installable(
+    solver: &mut Solver<Provider<'_>>,
+    roots: &[ConditionalRequirement],
+    accepted: &mut Vec<SolvableId>,
+    cands: &[SolvableId],
+    best: &mut Option<Vec<SolvableId>>,
+) {
+    if cands.is_empty() {
+        return;
+    }
+    let mut trial = accepted.clone();
+    trial.extend_from_slice(cands);
+    if let Some(sol) = try_solve(solver, roots, &trial) {
+        *accepted = trial;
+        *best = Some(sol);
+        return;
+    }
+    if cands.len() == 1 {
+        return;
+    }
+    let (a, b) = cands.split_at(cands.len() / 2);
+    add_installable(solver, roots, accepted, a, best);
+    add_installable(solver, roots, accepted, b, best);
+}
+
 /// Packages the chosen set recommends (not yet satisfied) or that supplement it.
 fn weak_candidates(p: &Provider, chosen: &[SolvableId], soft: &[SolvableId]) -> Vec<SolvableId> {
     let pool = p.pool;
@@ -1024,25 +1150,109 @@ fn weak_candidates(p: &Provider, chosen: &[SolvableId], soft: &[SolvableId]) -> 
         .map(|s| p.pkg(*s))
         .collect();
     let mut out: Vec<SolvableId> = Vec::new();
-    let push = |s: SolvableId, out: &mut Vec<SolvableId>| {
-        if !soft.contains(&s) && !out.contains(&s) && !set.contains(&p.pkg(s)) && !p.is_excluded(s)
-        {
-            out.push(s);
+    // A candidate that clashes directly with the chosen set (another version of it is chosen,
+    // or a conflict or obsolete between them) can never be added: leave it out here, where it
+    // is cheap, instead of letting a failed solve find it.
+    let mut forbidden: HashSet<u32> = HashSet::new();
+    let chosen_names: HashSet<NameId> = chosen
+        .iter()
+        .filter(|s| !p.is_virtual(**s))
+        .map(|s| p.name_of_solvable(*s))
+        .collect();
+    for &q in &set {
+        let own = pool.packages[q as usize].name;
+        for d in pool.deps_of(q, DepKind::Conflicts) {
+            forbidden.extend(
+                entry_satisfying(pool, d)
+                    .into_iter()
+                    .filter(|v| pool.packages[*v as usize].name != own),
+            );
         }
+        for d in pool.deps_of(q, DepKind::Obsoletes) {
+            forbidden.extend(
+                pool.by_name(d.name)
+                    .filter(|&v| pool.packages[v as usize].name != own && pool.name_matches(v, d)),
+            );
+        }
+    }
+    let clashes = |s: SolvableId| -> bool {
+        let c = p.pkg(s);
+        let n = p.name_of_solvable(s);
+        if forbidden.contains(&c) || (chosen_names.contains(&n) && !p.is_installonly(n)) {
+            return true;
+        }
+        let own = pool.packages[c as usize].name;
+        let conflicts = pool.deps_of(c, DepKind::Conflicts).iter().any(|d| {
+            entry_satisfying(pool, d)
+                .iter()
+                .any(|v| set.contains(v) && pool.packages[*v as usize].name != own)
+        });
+        let obsoletes = pool.deps_of(c, DepKind::Obsoletes).iter().any(|d| {
+            pool.by_name(d.name).any(|v| {
+                set.contains(&v) && pool.packages[v as usize].name != own && pool.name_matches(v, d)
+            })
+        });
+        conflicts || obsoletes
+    };
+    // Candidates of this round must not clash with each other either; one that does waits for
+    // the next round (where the one it clashes with is either installed or not).
+    let mut batch_forbidden: HashSet<u32> = HashSet::new();
+    let mut batch_pkgs: HashSet<u32> = HashSet::new();
+    let mut batch_names: HashSet<NameId> = HashSet::new();
+    let mut push = |s: SolvableId, out: &mut Vec<SolvableId>| {
+        if soft.contains(&s)
+            || out.contains(&s)
+            || set.contains(&p.pkg(s))
+            || p.is_excluded(s)
+            || clashes(s)
+        {
+            return;
+        }
+        let c = p.pkg(s);
+        let n = p.name_of_solvable(s);
+        let own = pool.packages[c as usize].name;
+        let mut its_conflicts: Vec<u32> = pool
+            .deps_of(c, DepKind::Conflicts)
+            .iter()
+            .flat_map(|d| entry_satisfying(pool, d))
+            .filter(|v| pool.packages[*v as usize].name != own)
+            .collect();
+        for d in pool.deps_of(c, DepKind::Obsoletes) {
+            its_conflicts.extend(
+                pool.by_name(d.name)
+                    .filter(|&v| pool.packages[v as usize].name != own && pool.name_matches(v, d)),
+            );
+        }
+        if batch_forbidden.contains(&c)
+            || (batch_names.contains(&n) && !p.is_installonly(n))
+            || its_conflicts.iter().any(|v| batch_pkgs.contains(v))
+        {
+            return;
+        }
+        batch_forbidden.extend(its_conflicts);
+        batch_pkgs.insert(c);
+        batch_names.insert(n);
+        out.push(s);
     };
     let mut members: Vec<&u32> = set.iter().collect();
     members.sort();
     for &pkg in members {
         for d in pool.deps_of(pkg, DepKind::Recommends) {
-            let Ok(dep) = to_dep(pool, d) else { continue };
-            if holds(pool, &dep, &set) {
+            if entry_holds(pool, d, &set) {
                 continue;
             }
-            // The best provider of the first alternative that has one.
-            let simple = first_alternative(&dep);
-            let mut cands: Vec<SolvableId> = simple
-                .iter()
-                .flat_map(|s| providers(pool, s))
+            // The best provider (of the first alternative that has one).
+            let found: Vec<u32> = if d.is_rich() {
+                let Ok(dep) = to_dep(pool, d) else { continue };
+                first_alternative(&dep)
+                    .iter()
+                    .flat_map(|s| providers(pool, s))
+                    .collect()
+            } else {
+                pool.what_provides(d)
+            };
+            let mut cands: Vec<SolvableId> = found
+                .into_iter()
                 .filter_map(|q| p.solvable_of(q))
                 .filter(|s| p.excluded[s.to_index()].is_none())
                 .collect();
@@ -1058,10 +1268,7 @@ fn weak_candidates(p: &Provider, chosen: &[SolvableId], soft: &[SolvableId]) -> 
         if sups.is_empty() || set.contains(s) {
             continue;
         }
-        if sups
-            .iter()
-            .any(|d| to_dep(pool, d).is_ok_and(|dep| holds(pool, &dep, &set)))
-        {
+        if sups.iter().any(|d| entry_holds(pool, d, &set)) {
             push(sol, &mut out);
         }
     }
@@ -1187,10 +1394,17 @@ fn spec_requirement(
     // 1. a package name (dnf looks at names first)
     if simple.range.is_none() {
         if let Some(sid) = pool.strings.lookup(&simple.name) {
-            let pkgs: Vec<u32> = pool
+            let mut pkgs: Vec<u32> = pool
                 .by_name(sid)
                 .filter(|&q| p.solvable_of(q).is_some())
                 .collect();
+            // A bare name means the native architecture (or noarch) when there is one, as in
+            // dnf; `name.i686` asks for the multilib one.
+            let multi = multilib_arches(p.arch);
+            let is_multi = |q: u32| multi.contains(&pool.str(pool.packages[q as usize].arch));
+            if pkgs.iter().any(|&q| !is_multi(q)) {
+                pkgs.retain(|&q| !is_multi(q));
+            }
             if !pkgs.is_empty() {
                 return Ok(name_requirement(p, &simple.name, pkgs, notes).into());
             }
