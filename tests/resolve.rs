@@ -531,6 +531,25 @@ fn cli_json_and_table() {
     assert!(table.starts_with("Package"), "{table}");
     assert!(table.contains("packages for x86_64"), "{table}");
 
+    // --verify checks the answer independently and says nothing more when it holds.
+    let out = kiln(
+        &[
+            "resolve",
+            "--repo",
+            &url,
+            "--verify",
+            "--json",
+            "@fx-core",
+            "fx-webapp",
+        ],
+        &cache,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = kiln(&["resolve", "--repo", &url, "--json", "fx-broken"], &cache);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());

@@ -105,6 +105,10 @@ pub enum Command {
         /// Never consider packages whose name matches this glob (repeatable).
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
+        /// Check the answer independently: every requirement met, no conflicts or obsoletes
+        /// among the chosen packages (exit 1 and list what is wrong otherwise).
+        #[arg(long)]
+        verify: bool,
     },
     /// Resolve a definition and write its lockfile (NAME.lock.yaml) beside it.
     Lock {
@@ -211,6 +215,7 @@ pub fn run(cli: Cli) -> ExitCode {
             json,
             no_weak_deps,
             exclude,
+            verify,
         } => resolve::resolve(
             &ui,
             resolve::ResolveArgs {
@@ -220,6 +225,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
                 no_weak_deps,
                 exclude,
+                verify,
                 verbose: cli.verbose > 0,
             },
         ),

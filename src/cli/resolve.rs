@@ -18,7 +18,17 @@ pub struct ResolveArgs {
     pub json: bool,
     pub no_weak_deps: bool,
     pub exclude: Vec<String>,
+    pub verify: bool,
     pub verbose: bool,
+}
+
+/// `--verify`: the answer must be a closed, conflict-free set. Prints what is wrong.
+fn verified(ui: &Ui, r: &Resolved) -> bool {
+    let problems = crate::resolve::eval::check_closure(&r.pool, &r.resolution.packages);
+    for p in &problems {
+        ui.error(format!("verify ({}): {p}", r.arch));
+    }
+    problems.is_empty()
 }
 
 fn load_options(repos: &RepoArgs, verbose: bool) -> LoadOptions {
@@ -196,6 +206,9 @@ pub fn resolve(ui: &Ui, a: ResolveArgs) -> ExitCode {
                 resolution,
                 loads,
             };
+            if a.verify && !verified(ui, &r) {
+                return ExitCode::from(exit::FAILURE);
+            }
             if a.json {
                 println!(
                     "{}",
@@ -229,6 +242,7 @@ fn resolve_definition(ui: &Ui, path: &Path, a: &ResolveArgs, opts: &LoadOptions)
         }
         def.packages.exclude.extend(a.exclude.iter().cloned());
         match resolve::resolve_definition(&def, image.arch, opts) {
+            Ok(r) if a.verify && !verified(ui, &r) => return ExitCode::from(exit::FAILURE),
             Ok(r) => results.push(r),
             Err(e) => {
                 ui.error(format!("{} ({}): {e}", path.display(), image.arch));

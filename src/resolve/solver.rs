@@ -132,7 +132,7 @@ fn arch_rank(arch: &str, native: &str) -> u8 {
 }
 
 impl<'p> Provider<'p> {
-    fn new(pool: &'p Pool, req: &Request, multilib: bool) -> Self {
+    fn new(pool: &'p Pool, req: &Request) -> Self {
         let native = req.arch.rpm_name();
         let multi = multilib_arches(req.arch);
         let mut solvables = Vec::new();
@@ -144,7 +144,7 @@ impl<'p> Provider<'p> {
         for (i, p) in pool.packages.iter().enumerate() {
             let arch = pool.str(p.arch);
             let is_multi = multi.contains(&arch);
-            if !(arch == native || arch == "noarch" || (multilib && is_multi)) {
+            if !(arch == native || arch == "noarch" || is_multi) {
                 continue;
             }
             of_pkg[i] = solvables.len() as u32;
@@ -939,9 +939,16 @@ impl Interner for Provider<'_> {
     }
 
     fn display_version_set(&self, version_set: VersionSetId) -> impl Display + '_ {
-        let sets = self.version_sets.borrow();
-        let key = &sets[version_set.0 as usize];
-        format!("({})", key.label)
+        let (name, label) = {
+            let sets = self.version_sets.borrow();
+            let key = &sets[version_set.0 as usize];
+            (key.name, key.label.clone())
+        };
+        // A request by name needs no repetition: `fx-app (fx-app)` reads as `fx-app (any)`.
+        if self.display_name(name).to_string() == label {
+            return "(any version)".to_string();
+        }
+        format!("({label})")
     }
 
     fn display_string(&self, string_id: StringId) -> impl Display + '_ {
@@ -1017,7 +1024,7 @@ impl DependencyProvider for Provider<'_> {
 pub fn resolve(pool: &Pool, req: &Request) -> Result<Resolution, ResolveError> {
     // Multilib packages are candidates, under names of their own; the native arch is always
     // tried first, so they come in only when asked for or needed (like dnf).
-    let provider = Provider::new(pool, req, true);
+    let provider = Provider::new(pool, req);
     let mut notes = Vec::new();
     let roots = root_requirements(&provider, req, &mut notes)?;
     let mut solver = Solver::new(provider);
