@@ -1,2 +1,4 @@
 //! Installing packages into the staging tree in transaction order: payloads, %config/%ghost/%doc,
-//! scriptlets and triggers in a sandbox, the rpmdb. Not written yet: the install issue (#4) brings it.
+//! scriptlets and triggers in a sandbox, the rpmdb.
+
+pub mod rpmdb;

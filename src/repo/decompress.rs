@@ -13,7 +13,7 @@ pub fn open<'a>(mut input: impl BufRead + 'a) -> std::io::Result<Box<dyn BufRead
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         Box::new(BufReader::with_capacity(
             1 << 16,
-            xz2::bufread::XzDecoder::new_multi_decoder(input),
+            liblzma::bufread::XzDecoder::new_multi_decoder(input),
         ))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(BufReader::with_capacity(
@@ -49,7 +49,7 @@ mod tests {
     fn every_format_round_trips() {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(TEXT).unwrap();
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
         xz.write_all(TEXT).unwrap();
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
         bz.write_all(TEXT).unwrap();
