@@ -9,34 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::root;
+use common::{fixture_repo, root};
 use kiln::definition::Arch;
 use kiln::repo::{self, LoadOptions, RepoSpec};
 use kiln::resolve::eval::check_closure;
 use kiln::resolve::solver::{Request, resolve};
-
-/// The fixture repository, built once per test process.
-fn fixture_repo() -> &'static Path {
-    static REPO: OnceLock<PathBuf> = OnceLock::new();
-    REPO.get_or_init(|| {
-        let out = Command::new(root().join("tests/fixtures/build"))
-            .current_dir(root())
-            .output()
-            .expect("tests/fixtures/build runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap(),
-        )
-    })
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = root()

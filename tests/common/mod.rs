@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,4 +35,54 @@ pub fn shipped_definitions() -> Vec<PathBuf> {
     files.extend(yaml_files("image-configs"));
     files.extend(yaml_files("tests/definitions/valid"));
     files
+}
+
+/// The fixture repository, built once per test process.
+pub fn fixture_repo() -> &'static Path {
+    static REPO: OnceLock<PathBuf> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let out = Command::new(root().join("tests/fixtures/build"))
+            .current_dir(root())
+            .output()
+            .expect("tests/fixtures/build runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+    })
+}
+
+/// The Debian-binary fixture repository of a profile (`minimal` or `boot`), built once.
+pub fn debian_repo(profile: &str) -> PathBuf {
+    static REPOS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let repos = REPOS.get_or_init(|| {
+        let out = Command::new(root().join("tests/fixtures/build"))
+            .arg("--debian")
+            .current_dir(root())
+            .output()
+            .expect("tests/fixtures/build runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(PathBuf::from)
+            .collect()
+    });
+    repos
+        .iter()
+        .find(|p| p.ends_with(format!("debian-{profile}")))
+        .unwrap_or_else(|| panic!("no debian-{profile} among {repos:?}"))
+        .clone()
 }
