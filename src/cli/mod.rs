@@ -10,6 +10,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Problem};
 
+mod build;
 mod resolve;
 
 /// Exit codes (documented in README.md).
@@ -42,6 +43,8 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// The image tree as a directory, with an mtree manifest beside it.
+    Dir,
     Vhd,
     Vhdx,
     Raw,
@@ -134,6 +137,11 @@ pub enum Command {
         /// Use exactly the packages of the lockfile; fail if the definition no longer matches it.
         #[arg(long)]
         locked: bool,
+        #[command(flatten)]
+        repos: RepoArgs,
+        /// Downloads at the same time (default 6).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
     },
     /// Print the JSON Schema of the image definition.
     Schema,
@@ -235,13 +243,26 @@ pub fn run(cli: Cli) -> ExitCode {
             check,
         } => resolve::lock(&ui, &definition, &repos, check, cli.verbose > 0),
         Command::Build {
-            definition, arch, ..
-        } => not_implemented(
-            &ui,
-            &definition,
+            definition,
+            output,
+            format,
             arch,
-            "kiln build",
-            "the install and backend issues (#4–#6)",
+            locked,
+            repos,
+            jobs,
+        } => build::build(
+            &ui,
+            build::BuildArgs {
+                definition,
+                output,
+                formats: format,
+                arch,
+                locked,
+                repos,
+                jobs,
+                verbose: cli.verbose > 0,
+                quiet: cli.quiet,
+            },
         ),
         Command::Schema => {
             println!("{}", schema_json());
@@ -390,23 +411,6 @@ fn summary(loaded: &Loaded) -> String {
             n => format!(" ({})", plural(n, "warning")),
         }
     )
-}
-
-fn not_implemented(
-    ui: &Ui,
-    definition: &Path,
-    arches: Vec<Arch>,
-    verb: &str,
-    issue: &str,
-) -> ExitCode {
-    // Check the definition first: that part is real, and worth reporting either way.
-    if load(ui, definition, arches).is_none() {
-        return ExitCode::from(exit::FAILURE);
-    }
-    ui.error(format!(
-        "{verb} is not implemented yet ({issue} brings it); the definition itself is valid"
-    ));
-    ExitCode::from(exit::NOT_IMPLEMENTED)
 }
 
 #[cfg(test)]

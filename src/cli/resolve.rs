@@ -31,7 +31,7 @@ fn verified(ui: &Ui, r: &Resolved) -> bool {
     problems.is_empty()
 }
 
-fn load_options(repos: &RepoArgs, verbose: bool) -> LoadOptions {
+pub(crate) fn load_options(repos: &RepoArgs, verbose: bool) -> LoadOptions {
     let mut o = LoadOptions {
         refresh: repos.refresh,
         offline: repos.offline,
@@ -65,7 +65,7 @@ fn split_repo(arg: &str) -> (Option<&str>, &str) {
 
 /// Applies `--repo` to a definition: `ID=URL` replaces that repository's locations, a bare URL
 /// adds a repository.
-fn apply_repo_overrides(
+pub(crate) fn apply_repo_overrides(
     def: &mut Definition,
     overrides: &[String],
     arch: Arch,

@@ -1,0 +1,434 @@
+//! The build pipeline up to the staging tree (resolve or lockfile → fetch → install → rpmdb →
+//! configure) and the `dir` output, which writes that tree out as a directory and a manifest.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::configure::{self, ConfigureError};
+use crate::definition::{Definition, OciVariant};
+use crate::fetch::{self, FetchError, FetchItem, FetchOptions, Signature};
+use crate::install::rpmdb::{self, DbPackage, FileState, RpmdbError};
+use crate::install::transaction::{self, FileOutcome, InstallError};
+use crate::resolve::{Resolved, lock::LockedArch};
+use crate::tree::{Entry, Kind, Tree, TreeError, mtree};
+
+/// One package to install, from the resolver or the lockfile.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub nevra: String,
+    pub repo: String,
+    /// Relative to the repository's base URL.
+    pub location: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The packages the resolver chose.
+pub fn plan_resolved(r: &Resolved) -> Vec<Planned> {
+    let pool = &r.pool;
+    r.resolution
+        .packages
+        .iter()
+        .map(|&p| {
+            let pk = &pool.packages[p as usize];
+            Planned {
+                nevra: pool.nevra(p),
+                repo: pool.repos[pk.repo as usize].id.clone(),
+                location: pool.str(pk.location).to_string(),
+                sha256: pool.str(pk.checksum).to_string(),
+                size: pk.size,
+            }
+        })
+        .collect()
+}
+
+/// The packages a lockfile pins.
+pub fn plan_locked(l: &LockedArch) -> Vec<Planned> {
+    l.packages
+        .iter()
+        .map(|p| Planned {
+            nevra: p.nevra.clone(),
+            repo: p.repo.clone(),
+            location: p.location.clone(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{nevra}: its repository `{repo}` is not among the definition's enabled repositories")]
+    UnknownRepo { nevra: String, repo: String },
+    #[error(
+        "{nevra}: the lockfile records a {kind} checksum; kiln verifies packages by sha256 only"
+    )]
+    Checksum { nevra: String, kind: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error("writing the rpm database: {0}")]
+    Rpmdb(#[from] RpmdbError),
+    #[error(transparent)]
+    Configure(#[from] ConfigureError),
+    #[error("staging tree: {0}")]
+    Tree(#[from] TreeError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            BuildError::Configure(c) => c.help(),
+            BuildError::UnknownRepo { .. } => {
+                Some("run `kiln lock` again, or add the repository back to the definition".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How a build runs.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub fetch: FetchOptions,
+    /// The build's timestamp; by default SOURCE_DATE_EPOCH or else the newest package's build
+    /// time, so the same inputs give the same tree.
+    pub epoch: Option<i64>,
+}
+
+/// Time spent in each step.
+#[derive(Debug, Default, Clone)]
+pub struct Timings {
+    pub fetch: Duration,
+    pub install: Duration,
+    pub rpmdb: Duration,
+    pub configure: Duration,
+}
+
+/// A finished staging tree and what happened on the way.
+pub struct Staged {
+    pub tree: Tree,
+    pub epoch: i64,
+    /// NEVRAs in install order.
+    pub packages: Vec<String>,
+    pub downloaded: usize,
+    /// Repositories whose packages were installed without a signature check (`gpgcheck: false`).
+    pub unsigned_repos: Vec<String>,
+    pub install: transaction::Report,
+    pub configure: configure::Report,
+    pub timings: Timings,
+}
+
+/// Fetch items for the plan: URLs from the repository's base URLs, its keys and gpgcheck.
+pub fn fetch_items(
+    def: &Definition,
+    plan: &[Planned],
+) -> Result<(Vec<FetchItem>, Vec<String>), BuildError> {
+    let repos: BTreeMap<&str, &crate::definition::Repository> = def
+        .repositories
+        .iter()
+        .filter(|r| r.enabled)
+        .map(|r| (r.id.as_str(), r))
+        .collect();
+    let mut unsigned = std::collections::BTreeSet::new();
+    let mut items = Vec::with_capacity(plan.len());
+    for p in plan {
+        let Some(repo) = repos.get(p.repo.as_str()) else {
+            return Err(BuildError::UnknownRepo {
+                nevra: p.nevra.clone(),
+                repo: p.repo.clone(),
+            });
+        };
+        let sha256 = match p.sha256.split_once(':') {
+            Some((kind, _)) => {
+                return Err(BuildError::Checksum {
+                    nevra: p.nevra.clone(),
+                    kind: kind.into(),
+                });
+            }
+            None => p.sha256.clone(),
+        };
+        if !repo.gpgcheck {
+            unsigned.insert(repo.id.clone());
+        }
+        items.push(FetchItem {
+            nevra: p.nevra.clone(),
+            urls: repo
+                .baseurl
+                .iter()
+                .map(|b| format!("{}/{}", b.trim_end_matches('/'), p.location))
+                .collect(),
+            sha256,
+            size: p.size,
+            gpgcheck: repo.gpgcheck,
+            keys: repo.gpgkey.clone(),
+        });
+    }
+    Ok((items, unsigned.into_iter().collect()))
+}
+
+/// Builds the staging tree in `root` (which must not exist or be empty).
+pub fn stage(
+    def: &Definition,
+    plan: &[Planned],
+    root: &Path,
+    opts: &StageOptions,
+) -> Result<Staged, BuildError> {
+    let mut timings = Timings::default();
+    let (items, unsigned_repos) = fetch_items(def, plan)?;
+    let t = Instant::now();
+    let fetched = fetch::fetch_all(&items, &opts.fetch)?;
+    timings.fetch = t.elapsed();
+    let downloaded = fetched.iter().filter(|f| !f.from_cache).count();
+    debug_assert!(
+        fetched
+            .iter()
+            .zip(&items)
+            .all(|(f, i)| i.gpgcheck || f.signature == Signature::NotChecked)
+    );
+
+    let rpms: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    let t = Instant::now();
+    let mut tree = Tree::create(root)?;
+    // Distroless images have no shell: nothing could run the scriptlets.
+    let distroless = def
+        .outputs
+        .oci
+        .as_ref()
+        .is_some_and(|o| o.variant == OciVariant::Distroless)
+        && def.outputs.disk.is_none()
+        && def.outputs.wsl.is_none();
+    let install_opts = transaction::Options {
+        docs: def.packages.docs,
+        languages: def.packages.languages.clone(),
+        scriptlets: !distroless,
+    };
+    let report = transaction::install(&mut tree, &rpms, &install_opts)?;
+    timings.install = t.elapsed();
+
+    let epoch = opts.epoch.unwrap_or_else(|| {
+        report
+            .packages
+            .iter()
+            .map(|p| p.build_time as i64)
+            .max()
+            .unwrap_or(0)
+    });
+
+    let t = Instant::now();
+    let db: Vec<DbPackage> = report
+        .packages
+        .iter()
+        .zip(&report.outcomes)
+        .enumerate()
+        .map(|(k, (p, outcomes))| DbPackage {
+            rpm_path: p.path.clone(),
+            file_states: outcomes
+                .iter()
+                .map(|o| match o {
+                    FileOutcome::Installed | FileOutcome::Ghost => FileState::Normal,
+                    FileOutcome::NotInstalled => FileState::NotInstalled,
+                    FileOutcome::WrongColor => FileState::WrongColor,
+                })
+                .collect(),
+            // As rpm under SOURCE_DATE_EPOCH: one second apart, so `rpm -qa --last` keeps the
+            // install order.
+            install_time: (epoch + k as i64).clamp(0, u32::MAX as i64) as u32,
+        })
+        .collect();
+    tree.mkdir_p(&format!("/{}", rpmdb::DBPATH), 0o755, epoch)?;
+    rpmdb::write_rpmdb(tree.root(), &db, epoch.clamp(0, u32::MAX as i64) as u32)?;
+    tree.rescan()?;
+    for (path, e) in tree
+        .entries()
+        .iter()
+        .filter(|(p, _)| p.starts_with(&format!("/{}/", rpmdb::DBPATH)))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect::<Vec<_>>()
+    {
+        if let Some(m) = tree.get_mut(&path) {
+            m.mode = if e.kind == Kind::Dir { 0o755 } else { 0o644 };
+            m.uid = 0;
+            m.gid = 0;
+        }
+    }
+    timings.rpmdb = t.elapsed();
+
+    let t = Instant::now();
+    let configured = configure::configure(&mut tree, &def.system, epoch)?;
+    timings.configure = t.elapsed();
+
+    let packages = report.packages.iter().map(|p| p.nevra()).collect();
+    Ok(Staged {
+        tree,
+        epoch,
+        packages,
+        downloaded,
+        unsigned_repos,
+        install: report,
+        configure: configured,
+        timings,
+    })
+}
+
+/// Makes the disk copy of the tree match the manifest as far as the builder can: as root, device
+/// nodes, FIFOs and extended attributes are created; every mtime is set (directories last, as
+/// writing into them changes theirs).
+pub fn materialize(tree: &Tree) -> Result<(), BuildError> {
+    let real = tree.real_owners();
+    for (path, e) in tree.entries() {
+        let disk = tree.disk_path(path);
+        let c = CString::new(disk.as_os_str().as_bytes()).map_err(|_| BuildError::Io {
+            path: disk.clone(),
+            source: std::io::Error::other("path with NUL"),
+        })?;
+        if real {
+            let node = match e.kind {
+                Kind::CharDev { major, minor } => {
+                    Some((libc::S_IFCHR, libc::makedev(major, minor)))
+                }
+                Kind::BlockDev { major, minor } => {
+                    Some((libc::S_IFBLK, libc::makedev(major, minor)))
+                }
+                Kind::Fifo => Some((libc::S_IFIFO, 0)),
+                _ => None,
+            };
+            if let Some((ty, dev)) = node
+                && disk.symlink_metadata().is_err()
+            {
+                // SAFETY: `c` is a valid C string; mknod has no other preconditions.
+                if unsafe { libc::mknod(c.as_ptr(), ty | e.mode, dev) } != 0 {
+                    return Err(io_err(&disk)(std::io::Error::last_os_error()));
+                }
+                std::os::unix::fs::lchown(&disk, Some(e.uid), Some(e.gid))
+                    .map_err(io_err(&disk))?;
+            }
+            for (k, v) in &e.xattrs {
+                let name = CString::new(k.as_bytes())
+                    .map_err(|_| io_err(&disk)(std::io::Error::other("xattr name with NUL")))?;
+                // SAFETY: both strings are valid C strings and `v` is a live buffer of its length.
+                let r = unsafe {
+                    libc::lsetxattr(c.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+                };
+                if r != 0 {
+                    return Err(io_err(&disk)(std::io::Error::last_os_error()));
+                }
+            }
+        }
+    }
+    // Deepest paths first, so setting a directory's time is not undone by its children.
+    let mut paths: Vec<(&String, &Entry)> = tree.entries().iter().collect();
+    paths.sort_by_key(|(p, _)| std::cmp::Reverse(p.matches('/').count()));
+    for (path, e) in paths {
+        if matches!(e.kind, Kind::Socket)
+            || (!real
+                && matches!(
+                    e.kind,
+                    Kind::CharDev { .. } | Kind::BlockDev { .. } | Kind::Fifo
+                ))
+        {
+            continue;
+        }
+        let disk = tree.disk_path(path);
+        set_mtime(&disk, e.mtime).map_err(io_err(&disk))?;
+    }
+    Ok(())
+}
+
+fn set_mtime(disk: &Path, mtime: i64) -> std::io::Result<()> {
+    let c = CString::new(disk.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: `c` is a valid C string and `times` holds two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Where the `dir` output of an image goes: `OUT/NAME-ARCH/` and `OUT/NAME-ARCH.mtree`.
+pub fn dir_output_paths(out: &Path, name: &str, arch: &str) -> (PathBuf, PathBuf) {
+    (
+        out.join(format!("{name}-{arch}")),
+        out.join(format!("{name}-{arch}.mtree")),
+    )
+}
+
+/// Moves the finished tree to `dest` (replacing an older build there) and writes its manifest.
+/// The tree's root must be on the same file system as `dest` (it is built beside it).
+pub fn write_dir(tree: &Tree, dest: &Path, manifest: &Path) -> Result<(), BuildError> {
+    materialize(tree)?;
+    let text = mtree::render(tree);
+    crate::repo::cache::write_atomic(manifest, text.as_bytes()).map_err(io_err(manifest))?;
+    let old = dest.with_file_name(format!(
+        ".{}.old-{}",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let had_old = dest.symlink_metadata().is_ok();
+    if had_old {
+        std::fs::rename(dest, &old).map_err(io_err(dest))?;
+    }
+    std::fs::rename(tree.root(), dest).map_err(io_err(dest))?;
+    if had_old {
+        remove_tree(&old).map_err(io_err(&old))?;
+    }
+    Ok(())
+}
+
+/// Removes a directory tree even where modes forbid it (0555 dirs, as root needs nothing).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    // Directories the image keeps read-only would stop a rootless removal.
+    fn open_up(p: &Path) {
+        if let Ok(m) = p.symlink_metadata()
+            && m.is_dir()
+        {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    open_up(&e.path());
+                }
+            }
+        }
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    open_up(path);
+    std::fs::remove_dir_all(path)
+}
