@@ -205,6 +205,11 @@ pub fn stage(
     );
 
     let rpms: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    // The rpm database needs every package file hashed whole; that runs beside the install.
+    let preload = {
+        let rpms = rpms.clone();
+        std::thread::spawn(move || rpmdb::preload(&rpms))
+    };
     let t = Instant::now();
     let mut tree = Tree::create(root)?;
     // Distroless images have no shell: nothing could run the scriptlets.
@@ -220,7 +225,11 @@ pub fn stage(
         languages: def.packages.languages.clone(),
         scriptlets: !distroless,
     };
-    let report = transaction::install(&mut tree, &rpms, &install_opts)?;
+    let report = transaction::install(&mut tree, &rpms, &install_opts);
+    let preloaded = preload
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let report = report?;
     timings.install = t.elapsed();
 
     let epoch = opts.epoch.unwrap_or_else(|| {
@@ -254,7 +263,13 @@ pub fn stage(
         })
         .collect();
     tree.mkdir_p(&format!("/{}", rpmdb::DBPATH), 0o755, epoch)?;
-    rpmdb::write_rpmdb(tree.root(), &db, epoch.clamp(0, u32::MAX as i64) as u32)?;
+    // A package the preload could not read is read (and its error reported) again here.
+    rpmdb::write_rpmdb_preloaded(
+        tree.root(),
+        &db,
+        epoch.clamp(0, u32::MAX as i64) as u32,
+        preloaded.as_ref().ok(),
+    )?;
     tree.rescan()?;
     for (path, e) in tree
         .entries()

@@ -248,23 +248,52 @@ struct Prepared {
     rows: Vec<Row>,
 }
 
-fn prepare(pkg: &DbPackage, install_tid: u32) -> Result<Prepared, RpmdbError> {
+/// Reads a package file: its headers, and the digests of the whole file.
+fn read_headers(path: &Path) -> Result<PackageHeaders, RpmdbError> {
+    let file = fs::File::open(path).map_err(|source| RpmdbError::ReadPackage {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    header::read_package(file).map_err(|e| match e {
+        ReadError::Io(source) => RpmdbError::ReadPackage {
+            path: path.to_path_buf(),
+            source,
+        },
+        ReadError::Format(reason) => RpmdbError::BadPackage {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })
+}
+
+/// Package files read ahead of [`write_rpmdb_preloaded`]: reading hashes whole files, which a
+/// build can do while the transaction still runs.
+pub struct Preloaded(std::collections::HashMap<PathBuf, PackageHeaders>);
+
+/// Reads `paths` on all cores.
+pub fn preload(paths: &[PathBuf]) -> Result<Preloaded, RpmdbError> {
+    let read = parallel(paths, |p| read_headers(p))?;
+    Ok(Preloaded(paths.iter().cloned().zip(read).collect()))
+}
+
+fn prepare(
+    pkg: &DbPackage,
+    install_tid: u32,
+    pre: Option<&Preloaded>,
+) -> Result<Prepared, RpmdbError> {
     let path = &pkg.rpm_path;
     let bad = |reason: String| RpmdbError::BadPackage {
         path: path.clone(),
         reason,
     };
-    let file = fs::File::open(path).map_err(|source| RpmdbError::ReadPackage {
-        path: path.clone(),
-        source,
-    })?;
-    let headers: PackageHeaders = header::read_package(file).map_err(|e| match e {
-        ReadError::Io(source) => RpmdbError::ReadPackage {
-            path: path.clone(),
-            source,
-        },
-        ReadError::Format(reason) => bad(reason),
-    })?;
+    let read;
+    let headers: &PackageHeaders = match pre.and_then(|p| p.0.get(path)) {
+        Some(h) => h,
+        None => {
+            read = read_headers(path)?;
+            &read
+        }
+    };
     let files = header::file_count(&headers.main).map_err(bad)?;
     if files != pkg.file_states.len() {
         return Err(RpmdbError::FileStates {
@@ -275,7 +304,7 @@ fn prepare(pkg: &DbPackage, install_tid: u32) -> Result<Prepared, RpmdbError> {
     }
     let states: Vec<u8> = pkg.file_states.iter().map(|s| s.code()).collect();
     let blob = header::installed_blob(
-        &headers,
+        headers,
         &InstallInfo {
             file_states: &states,
             install_tid,
@@ -290,22 +319,34 @@ fn prepare(pkg: &DbPackage, install_tid: u32) -> Result<Prepared, RpmdbError> {
 
 /// Reads and prepares every package, on all cores (reading means hashing whole files).
 /// Results come back in package order, so the first failing package is the one reported.
-fn prepare_all(packages: &[DbPackage], install_tid: u32) -> Result<Vec<Prepared>, RpmdbError> {
+fn prepare_all(
+    packages: &[DbPackage],
+    install_tid: u32,
+    pre: Option<&Preloaded>,
+) -> Result<Vec<Prepared>, RpmdbError> {
+    parallel(packages, |pkg| prepare(pkg, install_tid, pre))
+}
+
+/// `f` over `items` on all cores; results in item order, the first error wins.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, RpmdbError> + Sync,
+) -> Result<Vec<R>, RpmdbError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(packages.len().max(1));
-    let mut done: Vec<(usize, Result<Prepared, RpmdbError>)> = std::thread::scope(|s| {
+        .min(items.len().max(1));
+    let mut done: Vec<(usize, Result<R, RpmdbError>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(pkg) = packages.get(i) else { break };
-                        mine.push((i, prepare(pkg, install_tid)));
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
                     }
                     mine
                 })
@@ -409,7 +450,17 @@ pub fn write_rpmdb(
     packages: &[DbPackage],
     install_tid: u32,
 ) -> Result<(), RpmdbError> {
-    let prepared = prepare_all(packages, install_tid)?;
+    write_rpmdb_preloaded(root, packages, install_tid, None)
+}
+
+/// [`write_rpmdb`] using package files already read by [`preload`] (others are read now).
+pub fn write_rpmdb_preloaded(
+    root: &Path,
+    packages: &[DbPackage],
+    install_tid: u32,
+    pre: Option<&Preloaded>,
+) -> Result<(), RpmdbError> {
+    let prepared = prepare_all(packages, install_tid, pre)?;
 
     let dir = root.join(DBPATH);
     let io_err = |path: &Path| {

@@ -154,6 +154,55 @@ pub fn install(tree: &mut Tree, rpms: &[PathBuf], opts: &Options) -> Result<Repo
     });
     let order = super::order::order(&pkgs);
     let ordered: Vec<Package> = order.into_iter().map(|i| pkgs[i].clone()).collect();
+    let outcomes: Vec<Vec<FileOutcome>> =
+        ordered.iter().map(|p| planned_outcomes(p, opts)).collect();
+    // Payloads are decompressed into a spool beside the tree (same file system, so files are
+    // renamed into place) by worker threads running ahead of the transaction, which goes on
+    // in order: scriptlets and placement overlap the decompression of later packages.
+    let spool_root = spool_dir_for(tree.root());
+    let _ = std::fs::remove_dir_all(&spool_root);
+    std::fs::create_dir_all(&spool_root).map_err(|e| InstallError::Payload {
+        package: String::new(),
+        message: format!(
+            "cannot make the spool directory {}: {e}",
+            spool_root.display()
+        ),
+    })?;
+    let spools = Spools::new(spool_queue(
+        ordered.iter().map(|p| p.files.iter().map(|f| f.size).sum()),
+    ));
+    let real_owners = tree.real_owners();
+    let result = std::thread::scope(|s| {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        for _ in 0..workers {
+            s.spawn(|| spools.work(&ordered, &outcomes, &spool_root, real_owners));
+        }
+        let r = run(tree, opts, &ordered, &outcomes, &spools);
+        spools.stop();
+        r
+    });
+    let _ = std::fs::remove_dir_all(&spool_root);
+    result
+}
+
+fn spool_dir_for(root: &Path) -> PathBuf {
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.with_file_name(format!(".{name}.kiln-spool"))
+}
+
+/// The transaction proper, in order.
+fn run(
+    tree: &mut Tree,
+    opts: &Options,
+    ordered: &[Package],
+    outcomes: &[Vec<FileOutcome>],
+    spools: &Spools,
+) -> Result<Report, InstallError> {
     let mut t = Txn {
         tree,
         opts,
@@ -162,7 +211,7 @@ pub fn install(tree: &mut Tree, rpms: &[PathBuf], opts: &Options) -> Result<Repo
         installed_paths: Vec::new(),
         script_counter: 0,
     };
-    for p in &ordered {
+    for p in ordered {
         if let Some(s) = &p.pretrans {
             t.scriptlet(p, "%pretrans", s, &[], b"", true)?;
         }
@@ -173,20 +222,246 @@ pub fn install(tree: &mut Tree, rpms: &[PathBuf], opts: &Options) -> Result<Repo
         if let Some(s) = &p.pre {
             t.scriptlet(p, "%pre", s, &["1".into()], b"", true)?;
         }
-        let outcomes = t.unpack(i, p)?;
-        t.report.outcomes.push(outcomes);
+        let spool = spools.take(i)?;
+        let placed = t.unpack(i, p, outcomes[i].clone(), &spool);
+        let _ = std::fs::remove_dir_all(&spool.dir);
+        t.report.outcomes.push(placed?);
         if let Some(s) = &p.post {
             t.scriptlet(p, "%post", s, &["1".into()], b"", false)?;
         }
         t.triggers_after(i)?;
     }
-    for p in &ordered {
+    for p in ordered {
         if let Some(s) = &p.posttrans {
             t.scriptlet(p, "%posttrans", s, &["1".into()], b"", false)?;
         }
     }
     t.trans_file_triggers()?;
     Ok(t.report)
+}
+
+/// One package's payload on disk: the regular files with content, by header index, and which
+/// header entries the payload had.
+struct Spool {
+    dir: PathBuf,
+    /// Spooled content by header index, and whether the file already has its final mode and
+    /// mtime (and owner: root), so placing it is a rename only.
+    files: HashMap<usize, (PathBuf, bool)>,
+    seen: Vec<bool>,
+}
+
+/// Spool results, filled by the workers in install order and taken by the transaction.
+struct Spools {
+    /// Package indices in the order workers take them.
+    queue: Vec<usize>,
+    next: std::sync::atomic::AtomicUsize,
+    stopped: std::sync::atomic::AtomicBool,
+    slots: std::sync::Mutex<Vec<Option<Result<Spool, InstallError>>>>,
+    ready: std::sync::Condvar,
+}
+
+impl Spools {
+    fn new(queue: Vec<usize>) -> Spools {
+        let n = queue.len();
+        Spools {
+            queue,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            slots: std::sync::Mutex::new((0..n).map(|_| None).collect()),
+            ready: std::sync::Condvar::new(),
+        }
+    }
+
+    fn work(
+        &self,
+        pkgs: &[Package],
+        outcomes: &[Vec<FileOutcome>],
+        root: &Path,
+        real_owners: bool,
+    ) {
+        use std::sync::atomic::Ordering;
+        loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(&i) = self.queue.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                return;
+            };
+            let p = &pkgs[i];
+            // A panic must not leave the transaction waiting for this slot forever.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                spool_package(p, &outcomes[i], &root.join(i.to_string()), real_owners)
+            }))
+            .unwrap_or_else(|_| {
+                Err(InstallError::Payload {
+                    package: p.nevra(),
+                    message: "unpacking the payload failed unexpectedly (a bug in kiln)".into(),
+                })
+            });
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots[i] = Some(r);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Waits for package `i`'s spool.
+    fn take(&self, i: usize) -> Result<Spool, InstallError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = slots[i].take() {
+                return r;
+            }
+            slots = self.ready.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The order in which workers spool packages: by how late each may start and still be ready
+/// when the transaction reaches it. In plain install order one large payload (a kernel's
+/// modules) late in the transaction would be spooled last, by one worker, while the
+/// transaction waits; started first, it overlaps everything before it.
+fn spool_queue(sizes: impl Iterator<Item = u64>) -> Vec<usize> {
+    // Placing a byte in the transaction costs about a third of spooling it (measured on the
+    // Debian boot set), so package i is needed about prefix/3 after the start and takes `size`.
+    let mut before = 0u64;
+    let mut keyed: Vec<(i128, usize)> = sizes
+        .enumerate()
+        .map(|(i, size)| {
+            let key = (before / 3) as i128 - size as i128;
+            before += size;
+            (key, i)
+        })
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// What becomes of each header file before anything is unpacked: docs and languages left
+/// out as asked, %ghost files owned but not created, directories emptied by that.
+fn planned_outcomes(p: &Package, opts: &Options) -> Vec<FileOutcome> {
+    let mut outcomes = vec![FileOutcome::Installed; p.files.len()];
+    for (i, f) in p.files.iter().enumerate() {
+        let doc = f.flags & flags::DOC != 0 && f.flags & flags::LICENSE == 0;
+        if (doc && !opts.docs) || !keep_lang(&opts.languages, &f.lang) {
+            outcomes[i] = FileOutcome::NotInstalled;
+        } else if f.flags & flags::GHOST != 0 {
+            outcomes[i] = FileOutcome::Ghost;
+        }
+    }
+    skip_emptied_dirs(&p.files, &mut outcomes);
+    outcomes
+}
+
+fn keep_lang(languages: &[String], lang: &str) -> bool {
+    if lang.is_empty() || languages.is_empty() || lang == "C" {
+        return true;
+    }
+    lang.split('|').any(|l| {
+        languages.iter().any(|want| {
+            l == want
+                || l.split(['_', '.', '@']).next()
+                    == Some(want.split(['_', '.', '@']).next().unwrap_or(want))
+        })
+    })
+}
+
+/// Streams a package's payload, calling `f` with each member's path, header and data.
+fn each_member(
+    p: &Package,
+    mut f: impl FnMut(&str, &super::payload::Member, &mut dyn Read) -> Result<(), String>,
+) -> Result<(), InstallError> {
+    let err = |m: String| InstallError::Payload {
+        package: p.nevra(),
+        message: m,
+    };
+    let file = File::open(&p.path).map_err(|e| err(e.to_string()))?;
+    let mut reader = BufReader::new(file);
+    rpm::PackageMetadata::parse(&mut reader).map_err(|e| err(e.to_string()))?;
+    let stream = decompressor(&p.payload_compressor, reader).map_err(|e| err(e.to_string()))?;
+    let mut cpio = Cpio::new(stream);
+    while let Some(m) = cpio.next_member().map_err(|e| err(e.to_string()))? {
+        let path = m.path.clone();
+        f(&path, &m, &mut cpio.data()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Decompresses a package's payload into `dir` (streamed, never whole in memory), so paths can
+/// be checked and conflicts decided before anything lands in the tree. Members the header does
+/// not list, or whose size differs from it, make the package invalid.
+fn spool_package(
+    p: &Package,
+    outcomes: &[FileOutcome],
+    dir: &Path,
+    real_owners: bool,
+) -> Result<Spool, InstallError> {
+    let by_path: HashMap<&str, usize> = p
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.path.as_str(), i))
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|e| InstallError::Payload {
+        package: p.nevra(),
+        message: format!("cannot make a spool directory: {e}"),
+    })?;
+    let mut seen = vec![false; p.files.len()];
+    let mut files = HashMap::new();
+    let res = each_member(p, |path, m, data| {
+        let Some(&i) = by_path.get(path) else {
+            return Err(format!(
+                "the payload has `{path}`, which the header does not list (a damaged or forged package)"
+            ));
+        };
+        seen[i] = true;
+        if outcomes[i] != FileOutcome::Installed || !p.files[i].is_regular() || m.size == 0 {
+            return Ok(());
+        }
+        let tmp = dir.join(i.to_string());
+        let mut out = File::create(&tmp).map_err(|e| e.to_string())?;
+        let n = std::io::copy(data, &mut out).map_err(|e| e.to_string())?;
+        if n != m.size {
+            return Err(format!(
+                "`{path}`: the payload holds {n} bytes, its header says {}",
+                m.size
+            ));
+        }
+        // Done here, in parallel, what the tree would do when placing the file, for the files
+        // whose owner needs no lookup in the image's accounts: root's, or any when rootless.
+        let f = &p.files[i];
+        let root_owned = f.user == "root" && f.group == "root";
+        let prepared = if !real_owners || root_owned {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if real_owners {
+                f.mode & 0o7777
+            } else {
+                0o644 | (f.mode & 0o111)
+            };
+            out.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.to_string())?;
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(f.mtime));
+            out.set_modified(t).map_err(|e| e.to_string())?;
+            true
+        } else {
+            false
+        };
+        files.insert(i, (tmp, prepared));
+        Ok(())
+    });
+    if let Err(e) = res {
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
+    }
+    Ok(Spool {
+        dir: dir.to_path_buf(),
+        files,
+        seen,
+    })
 }
 
 fn file_entry(mode: u32, uid: u32, gid: u32, mtime: i64) -> Entry {
@@ -342,50 +617,14 @@ impl Txn<'_> {
         acc.write(self.tree).map_err(self.tree_err(p))
     }
 
-    /// Streams a package's payload, calling `f` with each member's path, header and data.
-    fn each_member(
-        &self,
+    fn unpack(
+        &mut self,
+        idx: usize,
         p: &Package,
-        mut f: impl FnMut(&str, &super::payload::Member, &mut dyn Read) -> Result<(), String>,
-    ) -> Result<(), InstallError> {
-        let err = |m: String| InstallError::Payload {
-            package: p.nevra(),
-            message: m,
-        };
-        let file = File::open(&p.path).map_err(|e| err(e.to_string()))?;
-        let mut reader = BufReader::new(file);
-        rpm::PackageMetadata::parse(&mut reader).map_err(|e| err(e.to_string()))?;
-        let stream = decompressor(&p.payload_compressor, reader).map_err(|e| err(e.to_string()))?;
-        let mut cpio = Cpio::new(stream);
-        while let Some(m) = cpio.next_member().map_err(|e| err(e.to_string()))? {
-            let path = m.path.clone();
-            f(&path, &m, &mut cpio.data()).map_err(err)?;
-        }
-        Ok(())
-    }
-
-    fn keep_lang(&self, lang: &str) -> bool {
-        if lang.is_empty() || self.opts.languages.is_empty() || lang == "C" {
-            return true;
-        }
-        lang.split('|').any(|l| {
-            self.opts.languages.iter().any(|want| {
-                l == want
-                    || l.split(['_', '.', '@']).next()
-                        == Some(want.split(['_', '.', '@']).next().unwrap_or(want))
-            })
-        })
-    }
-
-    fn unpack(&mut self, idx: usize, p: &Package) -> Result<Vec<FileOutcome>, InstallError> {
+        mut outcomes: Vec<FileOutcome>,
+        spool: &Spool,
+    ) -> Result<Vec<FileOutcome>, InstallError> {
         let acc = Accounts::read(self.tree);
-        let mut outcomes = vec![FileOutcome::Installed; p.files.len()];
-        let by_path: HashMap<&str, usize> = p
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.path.as_str(), i))
-            .collect();
         // rpm never looks up root: it is 0 even before /etc/passwd exists.
         let ids = |f: &PkgFile, warnings: &mut Vec<String>| {
             let uid = (f.user == "root")
@@ -414,15 +653,6 @@ impl Txn<'_> {
                 });
             (uid, gid)
         };
-        for (i, f) in p.files.iter().enumerate() {
-            let doc = f.flags & flags::DOC != 0 && f.flags & flags::LICENSE == 0;
-            if (doc && !self.opts.docs) || !self.keep_lang(&f.lang) {
-                outcomes[i] = FileOutcome::NotInstalled;
-            } else if f.flags & flags::GHOST != 0 {
-                outcomes[i] = FileOutcome::Ghost;
-            }
-        }
-        skip_emptied_dirs(&p.files, &mut outcomes);
         // hardlink sets: (dev, inode) → files of the set
         let mut link_sets: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
         for (i, f) in p.files.iter().enumerate() {
@@ -433,41 +663,9 @@ impl Txn<'_> {
         let mut written: HashMap<(u32, u32), String> = HashMap::new();
         let mut paths = Vec::new();
         let mut warnings = Vec::new();
-        let mut seen = vec![false; p.files.len()];
         let pkg_name = p.nevra();
-        let mut big: Vec<(usize, PathBuf)> = Vec::new();
-        let spool = self.tree.root().join(format!(".kiln-spool-{idx}"));
-        std::fs::create_dir_all(&spool).map_err(|e| InstallError::Payload {
-            package: pkg_name.clone(),
-            message: format!("cannot make a spool directory: {e}"),
-        })?;
-        // Members are spooled to disk first (streamed, never whole in memory) so that paths can
-        // be checked and conflicts decided before anything lands in the tree.
-        let res = self.each_member(p, |path, m, data| {
-            let Some(&i) = by_path.get(path) else {
-                return Err(format!("the payload has `{path}`, which the header does not list (a damaged or forged package)"));
-            };
-            seen[i] = true;
-            if outcomes[i] != FileOutcome::Installed || !p.files[i].is_regular() || m.size == 0 {
-                return Ok(());
-            }
-            let tmp = spool.join(i.to_string());
-            let mut out = File::create(&tmp).map_err(|e| e.to_string())?;
-            let n = std::io::copy(data, &mut out).map_err(|e| e.to_string())?;
-            if n != m.size {
-                return Err(format!("`{path}`: the payload holds {n} bytes, its header says {}", m.size));
-            }
-            big.push((i, tmp));
-            Ok(())
-        });
-        let cleanup = |spool: &Path| {
-            let _ = std::fs::remove_dir_all(spool);
-        };
-        if let Err(e) = res {
-            cleanup(&spool);
-            return Err(e);
-        }
-        let spooled: HashMap<usize, PathBuf> = big.into_iter().collect();
+        let seen = &spool.seen;
+        let spooled = &spool.files;
         // Directories first, in path order, so files always find their parents.
         let mut order: Vec<usize> = (0..p.files.len()).collect();
         order.sort_by(|&a, &b| {
@@ -578,9 +776,9 @@ impl Txn<'_> {
                                 .and_then(|s| s.iter().find_map(|j| spooled.get(j)))
                                 .or_else(|| spooled.get(&i));
                             let placed = match data {
-                                Some(tmp) => self
+                                Some((tmp, prepared)) => self
                                     .tree
-                                    .adopt_file(&f.path, tmp, entry)
+                                    .adopt_file(&f.path, tmp, f.size, entry, *prepared)
                                     .map_err(self.tree_err(p))?,
                                 None => self
                                     .tree
@@ -618,7 +816,6 @@ impl Txn<'_> {
             }
             Ok(())
         })();
-        cleanup(&spool);
         result?;
         self.report.warnings.extend(warnings);
         self.installed_paths.push(paths);
@@ -752,7 +949,19 @@ fn matching(paths: &[String], prefixes: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::matching;
+    use super::{matching, spool_queue};
+
+    #[test]
+    fn large_payloads_are_spooled_first_the_rest_in_order() {
+        let kib = 1024;
+        // A 400 MiB kernel late in the transaction starts first; the small packages around it
+        // are needed soon after the start and keep their order.
+        let sizes = [10 * kib, 5 * kib, 5 * kib, 400 * 1024 * kib, 8 * kib];
+        assert_eq!(spool_queue(sizes.into_iter()), [3, 0, 1, 2, 4]);
+        // Equal sizes: plain install order.
+        assert_eq!(spool_queue([7u64; 4].into_iter()), [0, 1, 2, 3]);
+        assert!(spool_queue(std::iter::empty()).is_empty());
+    }
 
     #[test]
     fn file_triggers_match_what_is_below_the_prefix() {

@@ -409,24 +409,38 @@ impl Tree {
         Ok(p)
     }
 
-    /// Moves a file already on disk inside the tree's root (a spooled payload member) to
-    /// `path`: no second copy of the content is written.
+    /// Moves a file already on disk on the tree's file system (a spooled payload member) to
+    /// `path`: no second copy of the content is written. `size` is its length (the caller has
+    /// checked it); `prepared`: the file already has the mode, owner and mtime the tree would
+    /// give it.
     pub fn adopt_file(
         &mut self,
         path: &str,
         spooled: &Path,
+        size: u64,
         mut entry: Entry,
+        prepared: bool,
     ) -> Result<String, TreeError> {
         let p = self.prepare(path)?;
         let disk = self.disk_path(&p);
-        fs::rename(spooled, &disk).map_err(io_err(&p))?;
-        let size = fs::symlink_metadata(&disk).map_err(io_err(&p))?.len();
+        if let Err(e) = fs::rename(spooled, &disk) {
+            // Another file system: copy instead.
+            if e.raw_os_error() != Some(libc::EXDEV) {
+                return Err(io_err(&p)(e));
+            }
+            let mut src = fs::File::open(spooled).map_err(io_err(&p))?;
+            return self.write_file(path, &mut src, entry);
+        }
+        entry.kind = Kind::File { size, link: None };
+        if prepared {
+            self.entries.insert(p.clone(), entry);
+            return Ok(p);
+        }
         fs::set_permissions(
             &disk,
             fs::Permissions::from_mode(0o644 | (entry.mode & 0o111)),
         )
         .map_err(io_err(&p))?;
-        entry.kind = Kind::File { size, link: None };
         self.entries.insert(p.clone(), entry);
         self.sync(&p)?;
         Ok(p)
