@@ -12,6 +12,6 @@ pub mod repo;
 pub mod resolve;
 pub mod tree;
 
-// The backends are still to be written (issues #5 and #6); the module says so and `kiln build`
-// refuses those formats rather than pretending.
+// Backends: the OCI layout is written; WSL and the disk formats are not yet, and `kiln build`
+// refuses them rather than pretending.
 pub mod emit;

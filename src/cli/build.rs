@@ -8,6 +8,8 @@ use super::resolve::{apply_repo_overrides, load_options};
 use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
 use crate::definition::{Arch, DiskFormat};
+use crate::emit::oci::Oci;
+use crate::emit::{Backend, Image};
 use crate::fetch::{FetchOptions, Progress};
 use crate::resolve::{self, lock};
 
@@ -77,12 +79,12 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     }
     let pending: Vec<String> = formats
         .iter()
-        .filter(|f| **f != Format::Dir)
+        .filter(|f| !matches!(f, Format::Dir | Format::Oci))
         .map(|f| format!("{f:?}").to_lowercase())
         .collect();
     if !pending.is_empty() {
         ui.error(format!(
-            "the {} output{} not implemented yet (the OCI/WSL issue #5 and disk issue #6 bring them); `--format dir` writes the image tree",
+            "the {} output{} not implemented yet (the WSL issue #5 and disk issue #6 bring them); `--format dir` writes the image tree, `--format oci` an OCI image",
             pending.join(", "),
             if pending.len() == 1 { " is" } else { "s are" }
         ));
@@ -147,6 +149,11 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     };
     let opts = StageOptions { fetch, epoch };
 
+    // Every architecture is staged first (each tree in a work directory beside the outputs);
+    // then the backends write from the finished trees; then the trees are published (dir) or
+    // removed. A failure anywhere removes every work directory.
+    let mut works = WorkDirs(Vec::new());
+    let mut staged_all = Vec::new();
     for image in &loaded.images {
         let arch = image.arch;
         let mut def = image.definition.clone();
@@ -175,7 +182,6 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             def.name,
             plan.len()
         ));
-        let (dest, manifest) = build::dir_output_paths(&a.output, &def.name, arch.rpm_name());
         // Built beside its final place, so the finished tree is renamed in, never copied.
         let work = a.output.join(format!(
             ".kiln-work-{}-{}-{}",
@@ -183,12 +189,8 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             arch.rpm_name(),
             std::process::id()
         ));
-        let result = build::stage(&def, &plan, &work.join("root"), &opts).and_then(|staged| {
-            build::write_dir(&staged.tree, &dest, &manifest)?;
-            Ok(staged)
-        });
-        let _ = build::remove_tree(&work);
-        let staged = match result {
+        works.0.push(work.clone());
+        let staged = match build::stage(&def, &plan, &work.join("root"), &opts) {
             Ok(s) => s,
             Err(e) => {
                 ui.error(format!("{} ({arch}): {e}", a.definition.display()));
@@ -198,12 +200,68 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
                 return ExitCode::from(exit::FAILURE);
             }
         };
-        report(ui, &staged, &dest, &manifest, a.verbose);
+        report(ui, &staged, a.verbose);
+        staged_all.push((arch, def, staged));
+    }
+
+    if formats.contains(&Format::Oci) {
+        let images: Vec<Image<'_>> = staged_all
+            .iter()
+            .map(|(arch, _, s)| Image {
+                tree: &s.tree,
+                arch: *arch,
+                epoch: s.epoch,
+                packages: &s.packages,
+            })
+            .collect();
+        let def = &staged_all[0].1;
+        let t = std::time::Instant::now();
+        match Oci.emit(def, &images, &a.output) {
+            Ok(artifacts) => {
+                for art in artifacts {
+                    ui.info(format!(
+                        "wrote {} (manifest sha256:{}) in {:.1}s",
+                        art.path.display(),
+                        art.sha256,
+                        t.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            Err(e) => {
+                ui.error(format!("{}: oci: {e}", a.definition.display()));
+                return ExitCode::from(exit::FAILURE);
+            }
+        }
+    }
+    if formats.contains(&Format::Dir) {
+        for (arch, def, s) in &staged_all {
+            let (dest, manifest) = build::dir_output_paths(&a.output, &def.name, arch.rpm_name());
+            if let Err(e) = build::write_dir(&s.tree, &dest, &manifest) {
+                ui.error(format!("{} ({arch}): {e}", a.definition.display()));
+                return ExitCode::from(exit::FAILURE);
+            }
+            ui.info(format!(
+                "wrote {} and {}",
+                dest.display(),
+                manifest.display()
+            ));
+        }
     }
     ExitCode::SUCCESS
 }
 
-fn report(ui: &Ui, s: &build::Staged, dest: &Path, manifest: &Path, verbose: bool) {
+/// Work directories of this build, removed when it ends, however it ends.
+struct WorkDirs(Vec<PathBuf>);
+
+impl Drop for WorkDirs {
+    fn drop(&mut self) {
+        for w in &self.0 {
+            let _ = build::remove_tree(w);
+        }
+    }
+}
+
+fn report(ui: &Ui, s: &build::Staged, verbose: bool) {
     for repo in &s.unsigned_repos {
         eprintln!(
             "warning: repository `{repo}` has gpgcheck: false, so its packages were installed without checking their signatures"
@@ -255,9 +313,4 @@ fn report(ui: &Ui, s: &build::Staged, dest: &Path, manifest: &Path, verbose: boo
     if let Some(n) = s.configure.labelled {
         ui.info(format!("  SELinux: {n} paths labelled"));
     }
-    ui.info(format!(
-        "wrote {} and {}",
-        dest.display(),
-        manifest.display()
-    ));
 }

@@ -1,2 +1,208 @@
-//! Backends that turn the finished staging tree into artifacts: disk (vhd, raw, qcow2, vhdx), OCI and
-//! WSL. Not written yet: the OCI/WSL (#5) and disk (#6) issues bring them.
+//! Backends that turn the finished staging tree into artifacts. Each implements [`Backend`]; they
+//! share the deterministic tar writer and write every artifact under a temporary name first.
+//!
+//! Written so far: the OCI image layout (#5). WSL (#5) and the disk formats (#6) are not.
+
+pub mod oci;
+pub mod tar;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::definition::{Arch, Definition};
+use crate::tree::Tree;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tar(#[from] tar::TarError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> EmitError + '_ {
+    move |source| EmitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One architecture's finished image, as a backend sees it.
+pub struct Image<'a> {
+    pub tree: &'a Tree,
+    pub arch: Arch,
+    /// SOURCE_DATE_EPOCH: the time every artifact carries.
+    pub epoch: i64,
+    /// Installed packages (NEVRA), in install order.
+    pub packages: &'a [String],
+}
+
+/// A file a backend wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A backend: receives the finished images (one per architecture) and its settings from the
+/// definition, writes its artifacts into `out`, and never reaches back into earlier stages.
+pub trait Backend {
+    /// The name `--format` and the definition's `outputs` use.
+    fn name(&self) -> &'static str;
+    fn emit(
+        &self,
+        def: &Definition,
+        images: &[Image<'_>],
+        out: &Path,
+    ) -> Result<Vec<Artifact>, EmitError>;
+}
+
+/// A file or directory written under a temporary name in its final directory, renamed to its
+/// final name by [`Pending::commit`] and removed if dropped before that: an interrupted build
+/// never leaves a partial artifact under the final name.
+pub struct Pending {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl Pending {
+    pub fn new(dest: &Path) -> Pending {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.kiln-tmp-{}", std::process::id()));
+        Pending {
+            tmp,
+            dest: dest.to_path_buf(),
+            done: false,
+        }
+    }
+
+    /// Where to write.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Renames the finished file (or directory, replacing an older one) to its final name.
+    pub fn commit(mut self) -> Result<PathBuf, EmitError> {
+        if self.dest.is_dir() && self.tmp.is_dir() {
+            // rename(2) cannot replace a non-empty directory: move the old one aside first.
+            let old = self.tmp.with_extension("old");
+            std::fs::rename(&self.dest, &old).map_err(io_err(&self.dest))?;
+            std::fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
+        }
+        self.done = true;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A writer that hashes (SHA-256) and counts what passes through it.
+pub struct Hashing<W> {
+    pub inner: W,
+    sha: Sha256,
+    pub len: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            sha: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The hex digest and length so far, and the inner writer.
+    pub fn finish(self) -> (String, u64, W) {
+        (hex::encode(self.sha.finalize()), self.len, self.inner)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Creates `path` for writing, buffered.
+pub(crate) fn create(path: &Path) -> Result<BufWriter<File>, EmitError> {
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).map_err(io_err(path))?,
+    ))
+}
+
+/// The SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<(String, u64), EmitError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = Hashing::new(io::sink());
+    io::copy(&mut f, &mut h).map_err(io_err(path))?;
+    let (sha, len, _) = h.finish();
+    Ok((sha, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_files_appear_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("image.wsl");
+        {
+            let p = Pending::new(&dest);
+            std::fs::write(p.path(), b"half").unwrap();
+            // Dropped without commit: an interrupted build.
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let p = Pending::new(&dest);
+        std::fs::write(p.path(), b"whole").unwrap();
+        assert_eq!(p.commit().unwrap(), dest);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn pending_directories_replace_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("oci");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(dest.join("old"), b"").unwrap();
+        let p = Pending::new(&dest);
+        std::fs::create_dir(p.path()).unwrap();
+        std::fs::write(p.path().join("new"), b"").unwrap();
+        p.commit().unwrap();
+        assert!(dest.join("new").exists() && !dest.join("old").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
