@@ -170,7 +170,7 @@ fn put_layer(
                 .mtime(0)
                 .write(compressed, flate2::Compression::new(6));
             let mut raw = Hashing::new(gz);
-            write_tree(image.tree, &opts, &mut raw)?;
+            warn_skipped(&write_tree(image.tree, &opts, &mut raw)?);
             let (diff, _, gz) = raw.finish();
             let outer = gz.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_GZIP)
@@ -179,7 +179,7 @@ fn put_layer(
             let mut z = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_err(&tmp))?;
             z.include_checksum(true).map_err(io_err(&tmp))?;
             let mut raw = Hashing::new(z);
-            write_tree(image.tree, &opts, &mut raw)?;
+            warn_skipped(&write_tree(image.tree, &opts, &mut raw)?);
             let (diff, _, z) = raw.finish();
             let outer = z.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_ZSTD)
@@ -201,6 +201,14 @@ fn put_layer(
         },
         format!("sha256:{diff}"),
     ))
+}
+
+fn warn_skipped(summary: &super::tar::TarSummary) {
+    for path in &summary.skipped_sockets {
+        eprintln!(
+            "warning: {path}: a socket cannot be stored in a tar layer; left out of the image"
+        );
+    }
 }
 
 fn platform(image: &Image<'_>) -> Platform {
