@@ -362,32 +362,9 @@ pub fn materialize(tree: &Tree) -> Result<(), BuildError> {
             continue;
         }
         let disk = tree.disk_path(path);
-        set_mtime(&disk, e.mtime).map_err(io_err(&disk))?;
+        crate::tree::set_mtime(&disk, e.mtime).map_err(io_err(&disk))?;
     }
     Ok(())
-}
-
-fn set_mtime(disk: &Path, mtime: i64) -> std::io::Result<()> {
-    let c = CString::new(disk.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: `c` is a valid C string and `times` holds two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Where the `dir` output of an image goes: `OUT/NAME-ARCH/` and `OUT/NAME-ARCH.mtree`.

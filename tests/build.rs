@@ -9,16 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{debian_repo, fixture_repo, root};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{debian_repo, fixture_repo, root, temp_dir};
 
 fn kiln(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))

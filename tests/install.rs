@@ -5,21 +5,12 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{debian_repo, fixture_repo, root};
+use common::{debian_repo, fixture_repo, temp_dir};
 use kiln::install::transaction::{FileOutcome, Options, install};
 use kiln::tree::{Kind, Tree};
 
 fn rpm(file: &str) -> PathBuf {
     fixture_repo().join("Packages").join(file)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn base() -> Vec<PathBuf> {

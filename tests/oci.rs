@@ -11,18 +11,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture_repo, root};
+use common::{fixture_repo, root, temp_dir};
 
 const EPOCH: &str = "1700000000";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -9,20 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{fixture_repo, root};
+use common::{fixture_repo, root, temp_dir};
 use kiln::definition::Arch;
 use kiln::repo::{self, LoadOptions, RepoSpec};
 use kiln::resolve::eval::check_closure;
 use kiln::resolve::solver::{Request, resolve};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn spec(id: &str, url: String, priority: u8) -> RepoSpec {
     RepoSpec {

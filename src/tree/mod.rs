@@ -691,8 +691,8 @@ impl Tree {
     }
 }
 
-/// Sets a path's modification time without following a final symlink.
-fn set_mtime(disk: &Path, mtime: i64) -> io::Result<()> {
+/// Sets a path's modification time without following a final symlink (its atime is left).
+pub(crate) fn set_mtime(disk: &Path, mtime: i64) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(disk.as_os_str().as_bytes()).map_err(io::Error::other)?;
     let t = libc::timespec {

@@ -86,3 +86,13 @@ pub fn debian_repo(profile: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no debian-{profile} among {repos:?}"))
         .clone()
 }
+
+/// A fresh scratch directory for one test, under target/test-tmp (removed and recreated).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = root()
+        .join("target/test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
