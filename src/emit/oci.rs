@@ -169,18 +169,14 @@ fn put_layer(
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .write(compressed, flate2::Compression::new(6));
-            let mut raw = Hashing::new(gz);
-            warn_skipped(&write_tree(image.tree, &opts, &mut raw)?);
-            let (diff, _, gz) = raw.finish();
+            let (diff, gz) = tar_into(image, &opts, gz)?;
             let outer = gz.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_GZIP)
         }
         LayerCompression::Zstd => {
             let mut z = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_err(&tmp))?;
             z.include_checksum(true).map_err(io_err(&tmp))?;
-            let mut raw = Hashing::new(z);
-            warn_skipped(&write_tree(image.tree, &opts, &mut raw)?);
-            let (diff, _, z) = raw.finish();
+            let (diff, z) = tar_into(image, &opts, z)?;
             let outer = z.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_ZSTD)
         }
@@ -203,12 +199,22 @@ fn put_layer(
     ))
 }
 
-fn warn_skipped(summary: &super::tar::TarSummary) {
+/// Writes the tree as a tar into `encoder`; returns the tar's sha256 (the diff_id) and the
+/// encoder, still to be finished.
+fn tar_into<E: Write>(
+    image: &Image<'_>,
+    opts: &TarOptions,
+    encoder: E,
+) -> Result<(String, E), EmitError> {
+    let mut raw = Hashing::new(encoder);
+    let summary = write_tree(image.tree, opts, &mut raw)?;
     for path in &summary.skipped_sockets {
         eprintln!(
             "warning: {path}: a socket cannot be stored in a tar layer; left out of the image"
         );
     }
+    let (diff, _, encoder) = raw.finish();
+    Ok((diff, encoder))
 }
 
 fn platform(image: &Image<'_>) -> Platform {
