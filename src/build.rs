@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::configure::{self, ConfigureError};
-use crate::definition::{Definition, OciVariant};
+use crate::definition::Definition;
 use crate::fetch::{self, FetchError, FetchItem, FetchOptions, Signature};
 use crate::install::rpmdb::{self, DbPackage, FileState, RpmdbError};
 use crate::install::transaction::{self, FileOutcome, InstallError};
@@ -212,18 +212,13 @@ pub fn stage(
     };
     let t = Instant::now();
     let mut tree = Tree::create(root)?;
-    // Distroless images have no shell: nothing could run the scriptlets.
-    let distroless = def
-        .outputs
-        .oci
-        .as_ref()
-        .is_some_and(|o| o.variant == OciVariant::Distroless)
-        && def.outputs.disk.is_none()
-        && def.outputs.wsl.is_none();
+    // Scriptlets run in every image, distroless ones too: those whose interpreter is missing
+    // are skipped and reported, and `-p /sbin/ldconfig` ones need no shell. The distroless
+    // layer leaves the shell out afterwards (emit::distroless).
     let install_opts = transaction::Options {
         docs: def.packages.docs,
         languages: def.packages.languages.clone(),
-        scriptlets: !distroless,
+        scriptlets: true,
     };
     let report = transaction::install(&mut tree, &rpms, &install_opts);
     let preloaded = preload
@@ -257,9 +252,7 @@ pub fn stage(
                     FileOutcome::WrongColor => FileState::WrongColor,
                 })
                 .collect(),
-            // As rpm under SOURCE_DATE_EPOCH: one second apart, so `rpm -qa --last` keeps the
-            // install order.
-            install_time: (epoch + k as i64).clamp(0, u32::MAX as i64) as u32,
+            install_time: rpmdb::install_time(epoch, k),
         })
         .collect();
     tree.mkdir_p(&format!("/{}", rpmdb::DBPATH), 0o755, epoch)?;

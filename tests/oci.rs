@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture_repo, root, temp_dir};
+use common::{debian_repo, fixture_repo, root, temp_dir};
 
 const EPOCH: &str = "1700000000";
 
@@ -385,16 +385,258 @@ fn builds_are_byte_identical_and_zstd_layers_work() {
     }
 }
 
+/// A definition on a Debian-binary fixture repository (`minimal` or `server`).
+fn debian_definition(dir: &Path, name: &str, profile: &str, body: &str) -> PathBuf {
+    let repo = debian_repo(profile);
+    let def = format!(
+        "name: {name}\nversion: \"1\"\narchitectures: [x86_64]\nrepositories:\n  - id: deb\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/RPM-GPG-KEY-test]\n{body}",
+        repo = repo.display()
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, def).unwrap();
+    path
+}
+
+/// Unpacks `layout:tag` with umoci (rootless) and returns the rootfs.
+fn unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle));
+    bundle.join("rootfs")
+}
+
+/// Whether `path` exists in `rootfs`, following symlinks as the image would (inside it).
+fn exists_in(rootfs: &Path, path: &str) -> bool {
+    let mut cur = PathBuf::from("/");
+    let mut parts: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut hops = 0;
+    while let Some(c) = parts.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let disk = rootfs.join(next.strip_prefix("/").unwrap());
+        match std::fs::symlink_metadata(&disk) {
+            Err(_) => return false,
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                assert!(hops < 40, "symlink loop at {path}");
+                let t = std::fs::read_link(&disk).unwrap();
+                let t = t.to_string_lossy();
+                if t.starts_with('/') {
+                    cur = PathBuf::from("/");
+                }
+                parts.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(str::to_string),
+                );
+            }
+            Ok(_) => cur = next,
+        }
+    }
+    true
+}
+
+const MANIFEST_QF: &str = "%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{INSTALLTIME}\\t%{BUILDTIME}\\t%{VENDOR}\\t%{EPOCH}\\t%{SIZE}\\t%{ARCH}\\t%{EPOCHNUM}\\t%{SOURCERPM}\\n";
+
 #[test]
-fn variants_not_written_yet_are_refused_and_leave_nothing() {
+fn runtime_image_from_debian_server_has_no_shell_and_runs_as_nonroot() {
+    let dir = temp_dir("oci-runtime");
+    let def = debian_definition(
+        &dir,
+        "pyrt",
+        "server",
+        "packages:\n  install: [base-files, base-passwd, ca-certificates, tzdata]\n  docs: false\noutputs:\n  oci:\n    variant: runtime\n    runtime-packages: [python3]\n    cmd: [\"-c\", \"import os; print('uid', os.getuid())\"]\n",
+    );
+    let out_dir = dir.join("out");
+    let out = kiln_build(&def, &out_dir, "oci,dir");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("left out of the runtime image: dash, dpkg"),
+        "{err}"
+    );
+    let layout = out_dir.join("pyrt.oci");
+    let config = run(Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci:{}:1", layout.display())));
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/bin/python3"])
+    );
+    let rootfs = unpack(&layout, "1", &dir.join("bundle"));
+
+    // No shell, no package manager, no rpm database.
+    for p in [
+        "/bin/sh",
+        "/usr/bin/sh",
+        "/bin/bash",
+        "/bin/dash",
+        "/usr/bin/dpkg",
+        "/usr/bin/rpm",
+        "/usr/lib/sysimage/rpm",
+        "/var/lib/rpm",
+        "/var/lib/dpkg",
+    ] {
+        assert!(!exists_in(&rootfs, p), "{p} is in the runtime image");
+    }
+    // The runtime, the CA certificates and the time zones are.
+    for p in [
+        "/usr/bin/python3",
+        "/usr/share/zoneinfo/Europe/Berlin",
+        "/usr/share/ca-certificates/mozilla",
+        "/etc/ssl/certs",
+    ] {
+        assert!(
+            exists_in(&rootfs, p),
+            "{p} is missing from the runtime image"
+        );
+    }
+    // Accounts, homes and /tmp.
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    let users: BTreeMap<&str, Vec<&str>> = passwd
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0], f)
+        })
+        .collect();
+    assert_eq!(users["root"][2], "0");
+    assert_eq!(
+        users["nonroot"][2..6],
+        ["65532", "65532", "nonroot", "/home/nonroot"]
+    );
+    assert_eq!(users["nobody"][2], "65534");
+    assert!(
+        users
+            .values()
+            .all(|f| f[6] != "/bin/bash" && f[6] != "/bin/sh"),
+        "login shells that are not in the image: {passwd}"
+    );
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap();
+    assert!(
+        group.lines().any(|l| l.starts_with("nonroot:x:65532:")),
+        "{group}"
+    );
+    let home = rootfs.join("home/nonroot");
+    assert_eq!(
+        std::fs::symlink_metadata(&home).unwrap().mode() & 0o7777,
+        0o700
+    );
+    assert_eq!(rootless_owner(&home), (65532, 65532));
+    assert_eq!(
+        std::fs::symlink_metadata(rootfs.join("tmp"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o1777
+    );
+
+    // The package manifest equals what rpm reads from the full tree's database, less the
+    // packages that were left out.
+    let tree = out_dir.join("pyrt-x86_64");
+    let q = run(Command::new("rpm").arg("--root").arg(&tree).args([
+        "--dbpath",
+        "/usr/lib/sysimage/rpm",
+        "-qa",
+        "--qf",
+        MANIFEST_QF,
+    ]));
+    let mut want: Vec<String> = text(&q.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("dash\t") && !l.starts_with("dpkg\t"))
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    let mut got: Vec<String> =
+        std::fs::read_to_string(rootfs.join("var/lib/rpmmanifest/container-manifest-2"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+    got.sort();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    let m1 =
+        std::fs::read_to_string(rootfs.join("var/lib/rpmmanifest/container-manifest-1")).unwrap();
+    assert!(m1.lines().any(|l| l.starts_with("python3-3.11")), "{m1}");
+
+    // The entrypoint runs, as nonroot, in the unpacked image (needs root for chroot).
+    if unsafe { libc::geteuid() } == 0 {
+        let ran = run(Command::new("chroot")
+            .arg("--userspec=65532:65532")
+            .arg(&rootfs)
+            .args(["/usr/bin/python3", "-c", "import os, ssl, zoneinfo; zoneinfo.ZoneInfo('Europe/Berlin'); print('uid', os.getuid())"]));
+        assert_eq!(text(&ran.stdout).trim(), "uid 65532");
+    }
+
+    // A second build is byte-identical.
+    let again = dir.join("again");
+    let o = kiln_build(&def, &again, "oci");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        layout_files(&layout) == layout_files(&again.join("pyrt.oci")),
+        "two runtime builds differ"
+    );
+}
+
+#[test]
+fn distroless_keeps_a_shell_the_definition_names_and_drops_the_others() {
     let dir = temp_dir("oci-distroless");
-    let def = definition(&dir, "fxdl", "    variant: distroless\n");
+    let def = debian_definition(
+        &dir,
+        "dldebug",
+        "minimal",
+        "packages:\n  install: [base-files, base-passwd, busybox-static]\noutputs:\n  oci:\n    variant: distroless\n    entrypoint: [/bin/busybox]\n",
+    );
+    let out_dir = dir.join("out");
+    let out = kiln_build(&def, &out_dir, "oci");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("kept because the definition asks for them: busybox-static"),
+        "{err}"
+    );
+    let rootfs = unpack(&out_dir.join("dldebug.oci"), "1", &dir.join("bundle"));
+    assert!(exists_in(&rootfs, "/bin/busybox"));
+    for p in ["/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/dpkg"] {
+        assert!(!exists_in(&rootfs, p), "{p} is in the distroless image");
+    }
+    let manifest =
+        std::fs::read_to_string(rootfs.join("var/lib/rpmmanifest/container-manifest-2")).unwrap();
+    assert!(manifest.lines().any(|l| l.starts_with("busybox-static\t")));
+    assert!(
+        !manifest.lines().any(|l| l.starts_with("bash\t")),
+        "{manifest}"
+    );
+}
+
+#[test]
+fn runtime_without_a_command_is_refused_and_leaves_nothing() {
+    let dir = temp_dir("oci-runtime-bad");
+    let def = debian_definition(
+        &dir,
+        "tzonly",
+        "minimal",
+        "packages:\n  install: [base-files]\noutputs:\n  oci:\n    variant: runtime\n    runtime-packages: [base-passwd]\n",
+    );
     let out_dir = dir.join("out");
     let out = kiln_build(&def, &out_dir, "oci");
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("only the base variant is implemented yet"),
+        err.contains("cannot tell which program of the runtime package `base-passwd` to start; set `entrypoint`"),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
@@ -448,7 +690,7 @@ fn tar_writer_edge_cases_read_back_by_python() {
     let opts = TarOptions {
         clamp_mtime: 10_000_000_000,
         root_entry: true,
-        exclude: Vec::new(),
+        ..TarOptions::default()
     };
     let summary = write_tree(&tree, &opts, std::fs::File::create(&tar).unwrap()).unwrap();
     assert_eq!(summary.skipped_sockets, ["/sock"]);

@@ -211,7 +211,7 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
                 tree: &s.tree,
                 arch: *arch,
                 epoch: s.epoch,
-                packages: &s.packages,
+                packages: &s.install.packages,
             })
             .collect();
         let def = &staged_all[0].1;

@@ -3,6 +3,7 @@
 //!
 //! Written so far: the OCI image layout (#5). WSL (#5) and the disk formats (#6) are not.
 
+pub mod distroless;
 pub mod oci;
 pub mod tar;
 
@@ -42,8 +43,9 @@ pub struct Image<'a> {
     pub arch: Arch,
     /// SOURCE_DATE_EPOCH: the time every artifact carries.
     pub epoch: i64,
-    /// Installed packages (NEVRA), in install order.
-    pub packages: &'a [String],
+    /// Installed packages, in install order (the rpmdb's install times follow it, see
+    /// [`crate::install::rpmdb::install_time`]).
+    pub packages: &'a [crate::install::package::Package],
 }
 
 /// A file a backend wrote.

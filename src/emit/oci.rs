@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::tar::{TarOptions, write_tree};
-use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, io_err};
+use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, distroless, io_err};
 use crate::definition::{Definition, LayerCompression, OciOutput, OciVariant};
 
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -153,30 +153,26 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 fn put_layer(
     layout: &Path,
     image: &Image<'_>,
+    opts: &TarOptions,
     compression: LayerCompression,
 ) -> Result<(Descriptor, String), EmitError> {
     let tmp = layout.join("blobs/sha256/.layer.tmp");
     let file = create(&tmp)?;
     let compressed = Hashing::new(file);
-    let opts = TarOptions {
-        clamp_mtime: image.epoch,
-        root_entry: false,
-        exclude: Vec::new(),
-    };
     let (outer, media_type) = match compression {
         LayerCompression::Gzip => {
             // No file name and mtime 0 in the gzip header: the bytes depend only on the tree.
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .write(compressed, flate2::Compression::new(6));
-            let (diff, gz) = tar_into(image, &opts, gz)?;
+            let (diff, gz) = tar_into(image, opts, gz)?;
             let outer = gz.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_GZIP)
         }
         LayerCompression::Zstd => {
             let mut z = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_err(&tmp))?;
             z.include_checksum(true).map_err(io_err(&tmp))?;
-            let (diff, z) = tar_into(image, &opts, z)?;
+            let (diff, z) = tar_into(image, opts, z)?;
             let outer = z.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_ZSTD)
         }
@@ -265,12 +261,13 @@ impl Backend for Oci {
             tags: Vec::new(),
             platforms: Vec::new(),
         });
-        if o.variant != OciVariant::Base {
-            return Err(EmitError::Invalid(format!(
-                "outputs.oci.variant {:?}: only the base variant is implemented yet (issue #5)",
-                o.variant
-            )));
-        }
+        let explicit: Vec<String> = def
+            .packages
+            .install
+            .iter()
+            .chain(&o.runtime_packages)
+            .cloned()
+            .collect();
         let dest = out.join(format!("{}.oci", def.name));
         let pending = Pending::new(&dest);
         let layout = pending.path().to_path_buf();
@@ -281,7 +278,55 @@ impl Backend for Oci {
         let mut manifests = Vec::new();
         for image in images {
             let created = rfc3339(image.epoch);
-            let (layer, diff_id) = put_layer(&layout, image, o.compression)?;
+            let (opts, entrypoint, user) = match o.variant {
+                OciVariant::Base => (
+                    TarOptions {
+                        clamp_mtime: image.epoch,
+                        ..TarOptions::default()
+                    },
+                    o.entrypoint.clone(),
+                    o.user.clone(),
+                ),
+                OciVariant::Distroless | OciVariant::Runtime => {
+                    let layer = distroless::layer(image, &explicit)?;
+                    if !layer.removed.is_empty() {
+                        eprintln!(
+                            "note: {} ({}): shells and package managers left out of the {} image: {}",
+                            def.name,
+                            image.arch,
+                            format!("{:?}", o.variant).to_lowercase(),
+                            layer.removed.join(", ")
+                        );
+                    }
+                    if !layer.kept.is_empty() {
+                        eprintln!(
+                            "note: {} ({}): kept because the definition asks for them: {}",
+                            def.name,
+                            image.arch,
+                            layer.kept.join(", ")
+                        );
+                    }
+                    let entrypoint = match (&o.entrypoint, o.variant) {
+                        (Some(e), _) => Some(e.clone()),
+                        (None, OciVariant::Runtime) => Some(vec![
+                            distroless::runtime_entrypoint(image, &o.runtime_packages)
+                                .ok_or_else(|| {
+                                    EmitError::Invalid(format!(
+                                        "outputs.oci: cannot tell which program of the runtime package `{}` to start; set `entrypoint`",
+                                        o.runtime_packages.first().map_or("", String::as_str)
+                                    ))
+                                })?,
+                        ]),
+                        (None, _) => None,
+                    };
+                    let user = o
+                        .user
+                        .clone()
+                        .unwrap_or_else(|| format!("{0}:{0}", distroless::NONROOT));
+                    (layer.opts, entrypoint, Some(user))
+                }
+            };
+            let (layer, diff_id) = put_layer(&layout, image, &opts, o.compression)?;
             let mut env: Vec<String> = Vec::new();
             if !o.env.contains_key("PATH") {
                 env.push(format!("PATH={DEFAULT_PATH}"));
@@ -294,7 +339,7 @@ impl Backend for Oci {
                 os: p.os,
                 variant: p.variant,
                 config: ContainerConfig {
-                    user: o.user.clone(),
+                    user,
                     exposed_ports: o
                         .exposed_ports
                         .iter()
@@ -308,7 +353,7 @@ impl Backend for Oci {
                         })
                         .collect(),
                     env,
-                    entrypoint: o.entrypoint.clone(),
+                    entrypoint,
                     cmd: o.cmd.clone(),
                     working_dir: o.workdir.clone(),
                     labels: labels(def, &o, &created),
@@ -321,8 +366,9 @@ impl Backend for Oci {
                     created: &created,
                     created_by: format!("kiln build ({})", def.name),
                     comment: format!(
-                        "{} packages installed from RPM repositories",
-                        image.packages.len()
+                        "{} packages installed from RPM repositories ({} variant)",
+                        image.packages.len(),
+                        format!("{:?}", o.variant).to_lowercase()
                     ),
                 }],
             };

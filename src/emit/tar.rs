@@ -1,11 +1,11 @@
 //! A deterministic tar writer over the staging tree, shared by the OCI and WSL backends: PAX
 //! headers, numeric owners, xattrs, hardlinks, devices, sorted entries, clamped mtimes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 
-use crate::tree::{Kind, Tree};
+use crate::tree::{Entry, Kind, Tree};
 
 const BLOCK: usize = 512;
 
@@ -28,14 +28,129 @@ pub enum TarError {
 }
 
 /// How the tree is written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TarOptions {
     /// Every mtime later than this is written as this (SOURCE_DATE_EPOCH).
     pub clamp_mtime: i64,
     /// Write the root directory as `./` (WSL imports its mode and owner); OCI layers omit it.
     pub root_entry: bool,
     /// Paths (absolute, as in the manifest) left out, with everything below them.
-    pub exclude: Vec<String>,
+    pub exclude: BTreeSet<String>,
+    /// Entries written instead of (or in addition to) the tree's: a backend's own files, so
+    /// the staging tree, which other outputs share, stays as it is. Their mtime is
+    /// `clamp_mtime`; a parent directory must exist in the tree or the overlay.
+    pub overlay: BTreeMap<String, Overlay>,
+}
+
+/// An entry a backend adds or replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub kind: OverlayKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlayKind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(String),
+}
+
+impl Overlay {
+    pub fn file(content: impl Into<Vec<u8>>, mode: u32) -> Overlay {
+        Overlay {
+            kind: OverlayKind::File(content.into()),
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+    pub fn dir(mode: u32, uid: u32, gid: u32) -> Overlay {
+        Overlay {
+            kind: OverlayKind::Dir,
+            mode,
+            uid,
+            gid,
+        }
+    }
+    pub fn symlink(target: &str) -> Overlay {
+        Overlay {
+            kind: OverlayKind::Symlink(target.to_string()),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+impl TarOptions {
+    /// Whether `path` is left out: it or one of its parents is excluded.
+    pub fn excluded(&self, path: &str) -> bool {
+        if self.exclude.is_empty() {
+            return false;
+        }
+        let mut p = path;
+        loop {
+            if self.exclude.contains(p) {
+                return true;
+            }
+            match p.rfind('/') {
+                Some(0) | None => return false,
+                Some(i) => p = &p[..i],
+            }
+        }
+    }
+
+    /// What the archive holds at `path`: the overlay's entry, or the tree's unless excluded.
+    pub fn lookup<'a>(&'a self, tree: &'a Tree, path: &str) -> Option<Item<'a>> {
+        if let Some(o) = self.overlay.get(path) {
+            return Some(Item::Overlay(o));
+        }
+        if self.excluded(path) {
+            return None;
+        }
+        tree.entries().get(path).map(Item::Tree)
+    }
+}
+
+/// One entry of the archive.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    Tree(&'a Entry),
+    Overlay(&'a Overlay),
+}
+
+/// The archive's entries in order: the tree's (less the excluded) merged with the overlay's,
+/// which win where both have a path.
+pub fn items<'a>(
+    tree: &'a Tree,
+    opts: &'a TarOptions,
+) -> impl Iterator<Item = (&'a str, Item<'a>)> {
+    let mut t = tree.entries().iter().peekable();
+    let mut o = opts.overlay.iter().peekable();
+    std::iter::from_fn(move || {
+        loop {
+            let take_overlay = match (t.peek(), o.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((tp, _)), Some((op, _))) => op.as_str() <= tp.as_str(),
+            };
+            if take_overlay {
+                let (op, ov) = o.next()?;
+                if t.peek().is_some_and(|(tp, _)| *tp == op) {
+                    t.next();
+                }
+                return Some((op.as_str(), Item::Overlay(ov)));
+            }
+            let (tp, te) = t.next()?;
+            if !opts.excluded(tp) {
+                return Some((tp.as_str(), Item::Tree(te)));
+            }
+        }
+    })
 }
 
 /// What was written.
@@ -58,16 +173,16 @@ pub fn write_tree<W: Write>(
     let mut w = Counting { inner: out, n: 0 };
     let mut summary = TarSummary::default();
     let mut first_of_link: HashMap<u32, String> = HashMap::new();
-    let excluded = |p: &str| {
-        opts.exclude.iter().any(|x| {
-            p == x
-                || (p.len() > x.len() && p.starts_with(x.as_str()) && p.as_bytes()[x.len()] == b'/')
-        })
-    };
-    for (path, e) in tree.entries() {
-        if excluded(path) {
-            continue;
-        }
+    for (path, item) in items(tree, opts) {
+        let e = match item {
+            Item::Tree(e) => e,
+            Item::Overlay(_) if path == "/" && !opts.root_entry => continue,
+            Item::Overlay(o) => {
+                write_overlay(path, o, opts, &mut w)?;
+                summary.entries += 1;
+                continue;
+            }
+        };
         let name = if path == "/" {
             if !opts.root_entry {
                 continue;
@@ -107,7 +222,7 @@ pub fn write_tree<W: Write>(
                     h.linkname = target.trim_start_matches('/').to_string();
                 } else {
                     if let Some(l) = link {
-                        first_of_link.insert(*l, path.clone());
+                        first_of_link.insert(*l, path.to_string());
                     }
                     h.size = *size;
                     content = Some(*size);
@@ -128,7 +243,7 @@ pub fn write_tree<W: Write>(
             }
             Kind::Fifo => h.typeflag = b'6',
             Kind::Socket => {
-                summary.skipped_sockets.push(path.clone());
+                summary.skipped_sockets.push(path.to_string());
                 continue;
             }
         }
@@ -143,6 +258,51 @@ pub fn write_tree<W: Write>(
     w.flush()?;
     summary.bytes = w.n;
     Ok(summary)
+}
+
+fn write_overlay<W: Write>(
+    path: &str,
+    o: &Overlay,
+    opts: &TarOptions,
+    w: &mut W,
+) -> Result<(), TarError> {
+    let rel = path.trim_start_matches('/');
+    let mut h = Header {
+        name: rel.to_string(),
+        mode: o.mode & 0o7777,
+        uid: o.uid as u64,
+        gid: o.gid as u64,
+        size: 0,
+        mtime: opts.clamp_mtime.max(0),
+        typeflag: b'0',
+        linkname: String::new(),
+        devmajor: 0,
+        devminor: 0,
+        xattrs: Vec::new(),
+    };
+    match &o.kind {
+        OverlayKind::File(bytes) => {
+            h.size = bytes.len() as u64;
+            h.write(w)?;
+            w.write_all(bytes)?;
+            w.write_all(&[0u8; BLOCK][..(BLOCK - bytes.len() % BLOCK) % BLOCK])?;
+        }
+        OverlayKind::Dir => {
+            h.name = if path == "/" {
+                "./".into()
+            } else {
+                format!("{rel}/")
+            };
+            h.typeflag = b'5';
+            h.write(w)?;
+        }
+        OverlayKind::Symlink(target) => {
+            h.typeflag = b'2';
+            h.linkname = target.clone();
+            h.write(w)?;
+        }
+    }
+    Ok(())
 }
 
 fn copy_content<W: Write>(tree: &Tree, path: &str, size: u64, w: &mut W) -> Result<(), TarError> {
@@ -425,5 +585,108 @@ mod tests {
         let mut c = b;
         c[148..156].copy_from_slice(b"        ");
         assert_eq!(stored, c.iter().map(|&x| x as u32).sum::<u32>());
+    }
+
+    fn file_entry(mode: u32) -> Entry {
+        Entry {
+            kind: Kind::File {
+                size: 0,
+                link: None,
+            },
+            ..Entry::dir(mode)
+        }
+    }
+
+    /// Names, types and modes of a tar stream, read back by a minimal ustar reader.
+    fn listing(bytes: &[u8]) -> Vec<(String, u8, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + BLOCK <= bytes.len() && bytes[at] != 0 {
+            let b = &bytes[at..at + BLOCK];
+            let field = |r: std::ops::Range<usize>| {
+                let f = &b[r];
+                String::from_utf8_lossy(&f[..f.iter().position(|&c| c == 0).unwrap_or(f.len())])
+                    .into_owned()
+            };
+            let size = u64::from_str_radix(&field(124..135), 8).unwrap() as usize;
+            let mode = u32::from_str_radix(&field(100..107), 8).unwrap();
+            let body = bytes[at + BLOCK..at + BLOCK + size].to_vec();
+            out.push((field(0..100), b[156], mode, body));
+            at += BLOCK + size.div_ceil(BLOCK) * BLOCK;
+        }
+        out
+    }
+
+    #[test]
+    fn overlay_replaces_and_adds_entries_and_exclusions_drop_subtrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = Tree::create(&dir.path().join("root")).unwrap();
+        tree.mkdir_p("/etc", 0o755, 0).unwrap();
+        tree.mkdir_p("/usr/lib/sysimage/rpm", 0o755, 0).unwrap();
+        tree.mkdir_p("/tmp", 0o755, 0).unwrap();
+        tree.put_text(
+            "/etc/passwd",
+            "root:x:0:0::/root:/bin/bash\n",
+            file_entry(0o644),
+        )
+        .unwrap();
+        tree.put_text("/etc/shells", "/bin/bash\n", file_entry(0o644))
+            .unwrap();
+        tree.put_text(
+            "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+            "db",
+            file_entry(0o644),
+        )
+        .unwrap();
+        let mut opts = TarOptions {
+            clamp_mtime: 1_700_000_000,
+            ..TarOptions::default()
+        };
+        opts.exclude.insert("/usr/lib/sysimage/rpm".into());
+        opts.exclude.insert("/etc/shells".into());
+        opts.overlay
+            .insert("/etc/passwd".into(), Overlay::file("root:x:0:0\n", 0o644));
+        opts.overlay
+            .insert("/tmp".into(), Overlay::dir(0o1777, 0, 0));
+        opts.overlay
+            .insert("/home".into(), Overlay::dir(0o755, 0, 0));
+        opts.overlay
+            .insert("/home/nonroot".into(), Overlay::dir(0o700, 65532, 65532));
+        opts.overlay
+            .insert("/bin".into(), Overlay::symlink("usr/bin"));
+        let mut out = Vec::new();
+        write_tree(&tree, &opts, &mut out).unwrap();
+        let got: Vec<(String, u8, u32)> = listing(&out)
+            .iter()
+            .map(|(n, t, m, _)| (n.clone(), *t, *m))
+            .collect();
+        let want = [
+            ("bin", b'2', 0o777),
+            ("etc/", b'5', 0o755),
+            ("etc/passwd", b'0', 0o644),
+            ("home/", b'5', 0o755),
+            ("home/nonroot/", b'5', 0o700),
+            ("tmp/", b'5', 0o1777),
+            ("usr/", b'5', 0o755),
+            ("usr/lib/", b'5', 0o755),
+            ("usr/lib/sysimage/", b'5', 0o755),
+        ];
+        let want: Vec<(String, u8, u32)> = want
+            .iter()
+            .map(|(n, t, m)| (n.to_string(), *t, *m))
+            .collect();
+        assert_eq!(got, want);
+        let passwd = listing(&out)
+            .into_iter()
+            .find(|e| e.0 == "etc/passwd")
+            .unwrap();
+        assert_eq!(passwd.3, b"root:x:0:0\n");
+        assert!(opts.excluded("/usr/lib/sysimage/rpm/x/y"));
+        assert!(!opts.excluded("/usr/lib/sysimage/rpmx"));
+        assert!(matches!(
+            opts.lookup(&tree, "/etc/passwd"),
+            Some(Item::Overlay(_))
+        ));
+        assert!(opts.lookup(&tree, "/etc/shells").is_none());
     }
 }

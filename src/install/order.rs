@@ -520,6 +520,7 @@ mod tests {
             triggers: Vec::new(),
             file_triggers: Vec::new(),
             trans_file_triggers: Vec::new(),
+            info: Default::default(),
             order_deps: requires
                 .iter()
                 .map(|(r, p)| crate::install::package::OrderDep {

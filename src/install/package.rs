@@ -132,6 +132,21 @@ pub struct Package {
     pub order_deps: Vec<OrderDep>,
     pub provides: Vec<Provide>,
     pub payload_compressor: String,
+    pub info: Info,
+}
+
+/// What package manifests and SBOMs report about a package; `None` where the header has no such
+/// tag (rpm prints those as `(none)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Info {
+    pub has_epoch: bool,
+    pub vendor: Option<String>,
+    pub license: Option<String>,
+    pub source_rpm: Option<String>,
+    pub url: Option<String>,
+    pub summary: Option<String>,
+    /// Installed size in bytes (`%{SIZE}`).
+    pub size: u64,
 }
 
 impl Package {
@@ -364,6 +379,13 @@ fn from_metadata(path: &Path, meta: &PackageMetadata) -> Result<Package, String>
             evr: prov_versions.get(i).cloned().unwrap_or_default(),
         })
         .collect();
+    // Summary and the like may be i18n strings; their first (C locale) value is the one.
+    let text = |tag| {
+        h.get_entry_data_as_string(tag)
+            .or_else(|_| h.get_entry_data_as_i18n_string(tag))
+            .ok()
+            .map(str::to_string)
+    };
     let ftprio = u32s(h, IndexTag::RPMTAG_FILETRIGGERPRIORITIES);
     let tftprio = u32s(h, IndexTag::RPMTAG_TRANSFILETRIGGERPRIORITIES);
     Ok(Package {
@@ -388,5 +410,20 @@ fn from_metadata(path: &Path, meta: &PackageMetadata) -> Result<Package, String>
             .get_entry_data_as_string(IndexTag::RPMTAG_PAYLOADCOMPRESSOR)
             .unwrap_or("gzip")
             .to_string(),
+        info: Info {
+            has_epoch: meta.get_epoch().is_ok(),
+            vendor: text(IndexTag::RPMTAG_VENDOR),
+            license: text(IndexTag::RPMTAG_LICENSE),
+            source_rpm: text(IndexTag::RPMTAG_SOURCERPM),
+            url: text(IndexTag::RPMTAG_URL),
+            summary: text(IndexTag::RPMTAG_SUMMARY),
+            size: h
+                .get_entry_data_as_u64(IndexTag::RPMTAG_LONGSIZE)
+                .or_else(|_| {
+                    h.get_entry_data_as_u32(IndexTag::RPMTAG_SIZE)
+                        .map(u64::from)
+                })
+                .unwrap_or(0),
+        },
     })
 }

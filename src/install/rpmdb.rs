@@ -567,3 +567,9 @@ pub fn read_names(root: &Path) -> Result<Vec<String>, RpmdbError> {
     }
     Ok(names)
 }
+
+/// The install time kiln records for the `k`-th package installed: as rpm under
+/// SOURCE_DATE_EPOCH, one second apart, so `rpm -qa --last` keeps the install order.
+pub fn install_time(epoch: i64, k: usize) -> u32 {
+    (epoch + k as i64).clamp(0, u32::MAX as i64) as u32
+}

@@ -204,6 +204,21 @@ impl Accounts {
     /// Writes passwd and group back, and adds the new names to shadow and gshadow (locked
     /// passwords), keeping what those files already say.
     pub fn write(&self, tree: &mut Tree) -> Result<(), TreeError> {
+        let files = self.render(
+            &tree.read_text("/etc/shadow").unwrap_or_default(),
+            &tree.read_text("/etc/gshadow").unwrap_or_default(),
+        );
+        tree.mkdir_p("/etc", 0o755, 0)?;
+        tree.put_text("/etc/passwd", &files.passwd, file_entry(0o644))?;
+        tree.put_text("/etc/group", &files.group, file_entry(0o644))?;
+        // Mode 0000 as shadow-utils and Fedora's setup package ship them.
+        tree.put_text("/etc/shadow", &files.shadow, file_entry(0))?;
+        tree.put_text("/etc/gshadow", &files.gshadow, file_entry(0))?;
+        Ok(())
+    }
+
+    /// The four files as [`Accounts::write`] writes them, given the current shadow and gshadow.
+    pub fn render(&self, shadow: &str, gshadow: &str) -> AccountFiles {
         let mut passwd = String::new();
         for l in &self.passwd_lines {
             passwd.push_str(l);
@@ -230,11 +245,6 @@ impl Accounts {
                 g.members.join(",")
             ));
         }
-        tree.mkdir_p("/etc", 0o755, 0)?;
-        tree.put_text("/etc/passwd", &passwd, file_entry(0o644))?;
-        tree.put_text("/etc/group", &group, file_entry(0o644))?;
-
-        let shadow = tree.read_text("/etc/shadow").unwrap_or_default();
         let mut shadow_lines: Vec<String> = shadow
             .lines()
             .filter(|l| !l.is_empty())
@@ -248,7 +258,6 @@ impl Accounts {
                 shadow_lines.push(format!("{}:!*:::::::", u.name));
             }
         }
-        let gshadow = tree.read_text("/etc/gshadow").unwrap_or_default();
         let mut gshadow_lines: Vec<String> = gshadow
             .lines()
             .filter(|l| !l.is_empty())
@@ -276,11 +285,22 @@ impl Accounts {
             }
             s
         };
-        // Mode 0000 as shadow-utils and Fedora's setup package ship them.
-        tree.put_text("/etc/shadow", &join(shadow_lines), file_entry(0))?;
-        tree.put_text("/etc/gshadow", &join(gshadow_lines), file_entry(0))?;
-        Ok(())
+        AccountFiles {
+            passwd,
+            group,
+            shadow: join(shadow_lines),
+            gshadow: join(gshadow_lines),
+        }
     }
+}
+
+/// The text of /etc/passwd, group, shadow and gshadow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFiles {
+    pub passwd: String,
+    pub group: String,
+    pub shadow: String,
+    pub gshadow: String,
 }
 
 /// One line of a sysusers.d file that kiln applies.
