@@ -80,7 +80,10 @@ fn debian_binary_repositories_build_and_verify() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["kiln", "debian-minimal", "debian-boot"]);
+    assert_eq!(
+        names,
+        ["kiln", "debian-minimal", "debian-boot", "debian-server"]
+    );
     for repo in &repos[1..] {
         script("verify", &[repo.to_str().unwrap()]);
     }
@@ -88,6 +91,16 @@ fn debian_binary_repositories_build_and_verify() {
     let manifest = std::fs::read_to_string(repos[2].join("manifest.tsv")).unwrap();
     for pkg in ["linux-image-", "systemd\t", "systemd-boot-efi"] {
         assert!(manifest.contains(pkg), "debian-boot lacks {pkg}");
+    }
+    // The server profile carries a language runtime, CA certificates and time zones.
+    let manifest = std::fs::read_to_string(repos[3].join("manifest.tsv")).unwrap();
+    for pkg in [
+        "python3\t",
+        "ca-certificates\t",
+        "tzdata\t",
+        "openssh-server\t",
+    ] {
+        assert!(manifest.contains(pkg), "debian-server lacks {pkg}");
     }
 }
 

@@ -9,6 +9,7 @@ use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
 use crate::definition::{Arch, DiskFormat};
 use crate::emit::oci::Oci;
+use crate::emit::wsl::Wsl;
 use crate::emit::{Backend, Image};
 use crate::fetch::{FetchOptions, Progress};
 use crate::resolve::{self, lock};
@@ -79,12 +80,12 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     }
     let pending: Vec<String> = formats
         .iter()
-        .filter(|f| !matches!(f, Format::Dir | Format::Oci))
+        .filter(|f| !matches!(f, Format::Dir | Format::Oci | Format::Wsl))
         .map(|f| format!("{f:?}").to_lowercase())
         .collect();
     if !pending.is_empty() {
         ui.error(format!(
-            "the {} output{} not implemented yet (the WSL issue #5 and disk issue #6 bring them); `--format dir` writes the image tree, `--format oci` an OCI image",
+            "the {} output{} not implemented yet (the disk issue #6 brings them); `--format dir` writes the image tree, `--format oci` an OCI image, `--format wsl` a WSL distribution",
             pending.join(", "),
             if pending.len() == 1 { " is" } else { "s are" }
         ));
@@ -204,35 +205,53 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         staged_all.push((arch, def, staged));
     }
 
-    if formats.contains(&Format::Oci) {
-        let images: Vec<Image<'_>> = staged_all
-            .iter()
-            .map(|(arch, _, s)| Image {
-                tree: &s.tree,
-                arch: *arch,
-                epoch: s.epoch,
-                packages: &s.install.packages,
-            })
-            .collect();
-        let def = &staged_all[0].1;
+    let images: Vec<Image<'_>> = staged_all
+        .iter()
+        .map(|(arch, _, s)| Image {
+            tree: &s.tree,
+            arch: *arch,
+            epoch: s.epoch,
+            packages: &s.install.packages,
+        })
+        .collect();
+    let def = &staged_all[0].1;
+    let backends: [(Format, &dyn Backend); 2] = [(Format::Oci, &Oci), (Format::Wsl, &Wsl)];
+    // A build either delivers every artifact it was asked for or none: what earlier backends
+    // wrote goes again when a later one fails.
+    let mut written = Written(Vec::new());
+    for (format, backend) in backends {
+        if !formats.contains(&format) {
+            continue;
+        }
         let t = std::time::Instant::now();
-        match Oci.emit(def, &images, &a.output) {
+        match backend.emit(def, &images, &a.output) {
             Ok(artifacts) => {
                 for art in artifacts {
+                    written.0.push(art.path.clone());
+                    // An image layout is a directory: its identity is the manifest's digest.
+                    let what = if art.path.is_dir() {
+                        format!("manifest sha256:{}", art.sha256)
+                    } else {
+                        format!("{} bytes, sha256:{}", art.size, art.sha256)
+                    };
                     ui.info(format!(
-                        "wrote {} (manifest sha256:{}) in {:.1}s",
+                        "wrote {} ({what}) in {:.1}s",
                         art.path.display(),
-                        art.sha256,
                         t.elapsed().as_secs_f64()
                     ));
                 }
             }
             Err(e) => {
-                ui.error(format!("{}: oci: {e}", a.definition.display()));
+                ui.error(format!(
+                    "{}: {}: {e}",
+                    a.definition.display(),
+                    backend.name()
+                ));
                 return ExitCode::from(exit::FAILURE);
             }
         }
     }
+    drop(images);
     if formats.contains(&Format::Dir) {
         for (arch, def, s) in &staged_all {
             let (dest, manifest) = build::dir_output_paths(&a.output, &def.name, arch.rpm_name());
@@ -247,7 +266,29 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             ));
         }
     }
+    written.0.clear();
     ExitCode::SUCCESS
+}
+
+/// Artifacts this build wrote, removed if it fails before the end.
+struct Written(Vec<PathBuf>);
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else {
+                std::fs::remove_file(p)
+            };
+            if removed.is_ok() {
+                eprintln!(
+                    "note: removed {}: the build failed after writing it",
+                    p.display()
+                );
+            }
+        }
+    }
 }
 
 /// Work directories of this build, removed when it ends, however it ends.

@@ -634,6 +634,28 @@ pub struct WslOutput {
     /// Compression of the tar. Default: gzip (what `.wsl` files use).
     #[serde(default = "default_wsl_compression")]
     pub compression: TarCompression,
+    /// Where the `.wsl` files will be published (`https://example.com/wsl/`): the URLs of the
+    /// DistributionInfo.json entry kiln writes are this plus the file name. Default: the bare
+    /// file name, to be completed before publishing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+impl Default for WslOutput {
+    fn default() -> Self {
+        WslOutput {
+            default_name: None,
+            friendly_name: None,
+            default_uid: default_wsl_uid(),
+            oobe: Oobe::default(),
+            icon: None,
+            terminal_profile: None,
+            systemd: true,
+            shortcut: true,
+            compression: default_wsl_compression(),
+            base_url: None,
+        }
+    }
 }
 
 fn default_wsl_uid() -> u32 {

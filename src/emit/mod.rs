@@ -1,11 +1,12 @@
 //! Backends that turn the finished staging tree into artifacts. Each implements [`Backend`]; they
 //! share the deterministic tar writer and write every artifact under a temporary name first.
 //!
-//! Written so far: the OCI image layout (#5). WSL (#5) and the disk formats (#6) are not.
+//! Written so far: the OCI image layout and WSL (#5); the disk formats (#6) are not.
 
 pub mod distroless;
 pub mod oci;
 pub mod tar;
+pub mod wsl;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
