@@ -1,9 +1,11 @@
 //! Backends that turn the finished staging tree into artifacts. Each implements [`Backend`]; they
 //! share the deterministic tar writer and write every artifact under a temporary name first.
 //!
-//! Written so far: the OCI image layout (#5). WSL (#5) and the disk formats (#6) are not.
+//! Written so far: the OCI image layout (#5), and pushing it to a registry (push.rs). WSL (#5)
+//! and the disk formats (#6) are not.
 
 pub mod oci;
+pub mod push;
 pub mod tar;
 
 use std::fs::File;
