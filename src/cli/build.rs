@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::push::{self, PushArgs};
 use super::resolve::{apply_repo_overrides, load_options};
 use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
@@ -21,6 +22,7 @@ pub struct BuildArgs {
     pub locked: bool,
     pub repos: RepoArgs,
     pub jobs: Option<usize>,
+    pub push: Option<PushArgs>,
     pub verbose: bool,
     pub quiet: bool,
 }
@@ -90,6 +92,14 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         ));
         return ExitCode::from(exit::NOT_IMPLEMENTED);
     }
+    // `--push` is checked (and its credentials found) before building, pushed after the OCI layout.
+    let to_push = match &a.push {
+        Some(p) => match push::prepare(ui, p, &formats, a.verbose) {
+            Ok(p) => Some(p),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     for image in &loaded.images {
         if !can_run(image.arch) {
             ui.error(format!(
@@ -218,13 +228,19 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         let t = std::time::Instant::now();
         match Oci.emit(def, &images, &a.output) {
             Ok(artifacts) => {
-                for art in artifacts {
+                for art in &artifacts {
                     ui.info(format!(
                         "wrote {} (manifest sha256:{}) in {:.1}s",
                         art.path.display(),
                         art.sha256,
                         t.elapsed().as_secs_f64()
                     ));
+                }
+                // The OCI backend's one artifact is the layout directory.
+                if let (Some(p), Some(art)) = (&to_push, artifacts.first())
+                    && let Err(code) = p.run(ui, &art.path)
+                {
+                    return code;
                 }
             }
             Err(e) => {
