@@ -91,7 +91,7 @@ impl Push {
                 Ok(())
             }
             Err(e) => {
-                ui.error(format!("push to {}: {e}", self.reference));
+                ui.error(format!("push: {e}"));
                 Err(ExitCode::from(exit::FAILURE))
             }
         }

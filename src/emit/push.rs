@@ -797,7 +797,22 @@ pub fn push(
         done_blobs: HashSet::new(),
         done_manifests: HashSet::new(),
     };
-    s.ping()?;
+    s.ping().map_err(|e| match e {
+        // rustls's words for plain http where it expected TLS.
+        PushError::Network { message, .. }
+            if !opts.insecure && message.contains("corrupt message") =>
+        {
+            PushError::Network {
+                registry: s.registry.clone(),
+                repository: s.repository.clone(),
+                action: "connecting (GET /v2/)".into(),
+                message: format!(
+                    "{message} (the registry does not speak https; --insecure uses plain http)"
+                ),
+            }
+        }
+        e => e,
+    })?;
     let mut report = PushReport::default();
     for (tag, desc) in tags {
         let mut counts = Counts::default();
