@@ -608,11 +608,9 @@ fn error_body(text: &str) -> String {
 }
 
 /// The inclusive byte ranges of a chunked upload.
-fn chunks(len: u64, size: u64) -> Vec<(u64, u64)> {
+fn chunks(len: u64, size: u64) -> impl Iterator<Item = (u64, u64)> {
     let size = size.max(1);
-    (0..len.div_ceil(size))
-        .map(|i| (i * size, ((i + 1) * size).min(len) - 1))
-        .collect()
+    (0..len.div_ceil(size)).map(move |i| (i * size, ((i + 1) * size).min(len) - 1))
 }
 
 /// A generous limit for sending `len` bytes: a stalled connection fails instead of hanging,
@@ -1041,7 +1039,8 @@ impl Session<'_> {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.protocol(action, "the answer has no Location header".into()))?;
-        // Relative locations are relative to the registry, not to /v2/.
+        // Registries answer with an absolute URL or an absolute path (`/v2/…`); either
+        // resolves against the registry's address.
         Url::parse(&self.base)
             .and_then(|b| b.join(loc))
             .map_err(|e| self.protocol(action, format!("the Location header is not a URL: {e}")))
@@ -1423,11 +1422,12 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_blob_exactly() {
-        assert_eq!(chunks(10, 4), [(0, 3), (4, 7), (8, 9)]);
-        assert_eq!(chunks(8, 4), [(0, 3), (4, 7)]);
-        assert_eq!(chunks(1, 4), [(0, 0)]);
-        assert!(chunks(0, 4).is_empty());
-        assert_eq!(chunks(3, 0), [(0, 0), (1, 1), (2, 2)]);
+        let c = |len, size| chunks(len, size).collect::<Vec<_>>();
+        assert_eq!(c(10, 4), [(0, 3), (4, 7), (8, 9)]);
+        assert_eq!(c(8, 4), [(0, 3), (4, 7)]);
+        assert_eq!(c(1, 4), [(0, 0)]);
+        assert!(c(0, 4).is_empty());
+        assert_eq!(c(3, 0), [(0, 0), (1, 1), (2, 2)]);
     }
 
     #[test]
