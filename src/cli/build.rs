@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::push::{self, PushArgs};
 use super::resolve::{apply_repo_overrides, load_options};
 use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
@@ -22,6 +23,7 @@ pub struct BuildArgs {
     pub locked: bool,
     pub repos: RepoArgs,
     pub jobs: Option<usize>,
+    pub push: Option<PushArgs>,
     pub verbose: bool,
     pub quiet: bool,
 }
@@ -91,6 +93,14 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         ));
         return ExitCode::from(exit::NOT_IMPLEMENTED);
     }
+    // `--push` is checked (and its credentials found) before building; the push comes last.
+    let to_push = match &a.push {
+        Some(p) => match push::prepare(ui, p, &formats, a.verbose) {
+            Ok(p) => Some(p),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     for image in &loaded.images {
         if !can_run(image.arch) {
             ui.error(format!(
@@ -219,6 +229,7 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     // A build either delivers every artifact it was asked for or none: what earlier backends
     // wrote goes again when a later one fails.
     let mut written = Written(Vec::new());
+    let mut oci_layout = None;
     for (format, backend) in backends {
         if !formats.contains(&format) {
             continue;
@@ -226,7 +237,7 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         let t = std::time::Instant::now();
         match backend.emit(def, &images, &a.output) {
             Ok(artifacts) => {
-                for art in artifacts {
+                for art in &artifacts {
                     written.0.push(art.path.clone());
                     // An image layout is a directory: its identity is the manifest's digest.
                     let what = if art.path.is_dir() {
@@ -239,6 +250,10 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
                         art.path.display(),
                         t.elapsed().as_secs_f64()
                     ));
+                }
+                // The OCI backend's one artifact is the layout directory.
+                if format == Format::Oci {
+                    oci_layout = artifacts.first().map(|a| a.path.clone());
                 }
             }
             Err(e) => {
@@ -266,7 +281,14 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             ));
         }
     }
+    // Every artifact is complete: they stay whatever the push does.
     written.0.clear();
+    // Pushed last, once everything was built: a registry never gets an image of a failed build.
+    if let (Some(p), Some(layout)) = (&to_push, &oci_layout)
+        && let Err(code) = p.run(ui, layout)
+    {
+        return code;
+    }
     ExitCode::SUCCESS
 }
 

@@ -11,6 +11,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Problem};
 
 mod build;
+mod push;
 mod resolve;
 
 /// Exit codes (documented in README.md).
@@ -142,6 +143,16 @@ pub enum Command {
         /// Downloads at the same time (default 6).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
+        /// Push the OCI image to a registry once written; without a tag, every tag of the image.
+        #[arg(long, value_name = "REGISTRY/REPO[:TAG]")]
+        push: Option<crate::emit::push::Reference>,
+        /// Push over plain http instead of https: for localhost and test registries only.
+        #[arg(long, requires = "push")]
+        insecure: bool,
+        /// Registry credentials (default: the registry's entry in the containers or docker
+        /// auth files).
+        #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
+        creds: Option<String>,
     },
     /// Print the JSON Schema of the image definition.
     Schema,
@@ -250,6 +261,9 @@ pub fn run(cli: Cli) -> ExitCode {
             locked,
             repos,
             jobs,
+            push,
+            insecure,
+            creds,
         } => build::build(
             &ui,
             build::BuildArgs {
@@ -260,6 +274,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 locked,
                 repos,
                 jobs,
+                push: push.map(|reference| push::PushArgs {
+                    reference,
+                    insecure,
+                    creds,
+                }),
                 verbose: cli.verbose > 0,
                 quiet: cli.quiet,
             },

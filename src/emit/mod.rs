@@ -1,10 +1,12 @@
 //! Backends that turn the finished staging tree into artifacts. Each implements [`Backend`]; they
 //! share the deterministic tar writer and write every artifact under a temporary name first.
 //!
-//! Written so far: the OCI image layout and WSL (#5); the disk formats (#6) are not.
+//! Written so far: the OCI image layout, pushing it to a registry (push.rs) and WSL (#5); the
+//! disk formats (#6) are not.
 
 pub mod distroless;
 pub mod oci;
+pub mod push;
 pub mod tar;
 pub mod wsl;
 
