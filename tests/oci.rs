@@ -132,7 +132,10 @@ fn rootless_owner(path: &Path) -> (u32, u32) {
             _ => {}
         }
     }
-    (uid, gid)
+    // rootlesscontainers' NoopID (u32::MAX): this id is the unpacking user's, i.e. 0 (a setgid
+    // root:staff directory records only its gid).
+    let noop = |id: u32| if id == u32::MAX { 0 } else { id };
+    (noop(uid), noop(gid))
 }
 
 /// The layer's members as Python's tarfile reads them: name → [type, mode, uid, gid, uname,
@@ -229,8 +232,51 @@ fn oci_image_is_read_by_skopeo_and_umoci_and_equals_the_tree() {
         .arg(format!("{}:2.1", layout.display()))
         .arg(&bundle));
     let rootfs = bundle.join("rootfs");
-    let tree = out_dir.join("fxoci-x86_64");
-    let manifest = read_mtree(&out_dir.join("fxoci-x86_64.mtree"));
+    assert_unpacked_equals_tree(
+        &rootfs,
+        &out_dir.join("fxoci-x86_64"),
+        &out_dir.join("fxoci-x86_64.mtree"),
+    );
+
+    // The layer as a tar: numeric owners only, hardlinks, PAX xattrs (file capabilities).
+    let index = json_file(&layout.join("index.json"));
+    let manifest_desc = &index["manifests"][0];
+    let m = json_file(&blob(&layout, manifest_desc["digest"].as_str().unwrap()));
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let members = tar_members(&blob(&layout, m["layers"][0]["digest"].as_str().unwrap()));
+    assert!(
+        members.values().all(|v| v[4] == ""),
+        "user names in the layer"
+    );
+    let ping = &members["usr/bin/fx-ping"];
+    assert!(
+        ping[6]["SCHILY.xattr.security.capability"]
+            .as_str()
+            .is_some(),
+        "{ping:?}"
+    );
+    assert_eq!(members["usr/bin/fx-setuid"][1], 0o4755);
+    let (a, b) = (
+        &members["usr/share/fx/files/hardlink-a"],
+        &members["usr/share/fx/files/hardlink-b"],
+    );
+    assert!(
+        (a[0] == "1" && a[5] == "usr/share/fx/files/hardlink-b")
+            || (b[0] == "1" && b[5] == "usr/share/fx/files/hardlink-a"),
+        "{a:?} {b:?}"
+    );
+    // Every mtime is clamped to SOURCE_DATE_EPOCH.
+    assert!(members.contains_key("etc/hostname"));
+}
+
+/// umoci's rootless unpack equals the staging tree kiln published beside the image: every path
+/// of the mtree manifest with its type, mode, owner (umoci's xattr), link target and content,
+/// and nothing else.
+fn assert_unpacked_equals_tree(rootfs: &Path, tree: &Path, mtree: &Path) {
+    let manifest = read_mtree(mtree);
     let mut seen = 0;
     for (path, kv) in &manifest {
         if path == "." {
@@ -274,44 +320,11 @@ fn oci_image_is_read_by_skopeo_and_umoci_and_equals_the_tree() {
         }
         seen += 1;
     }
-    let count = walkdir(&rootfs);
+    let count = walkdir(rootfs);
     assert_eq!(
         count, seen,
         "umoci's rootfs has paths the manifest does not"
     );
-
-    // The layer as a tar: numeric owners only, hardlinks, PAX xattrs (file capabilities).
-    let index = json_file(&layout.join("index.json"));
-    let manifest_desc = &index["manifests"][0];
-    let m = json_file(&blob(&layout, manifest_desc["digest"].as_str().unwrap()));
-    assert_eq!(
-        m["layers"][0]["mediaType"],
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    );
-    let members = tar_members(&blob(&layout, m["layers"][0]["digest"].as_str().unwrap()));
-    assert!(
-        members.values().all(|v| v[4] == ""),
-        "user names in the layer"
-    );
-    let ping = &members["usr/bin/fx-ping"];
-    assert!(
-        ping[6]["SCHILY.xattr.security.capability"]
-            .as_str()
-            .is_some(),
-        "{ping:?}"
-    );
-    assert_eq!(members["usr/bin/fx-setuid"][1], 0o4755);
-    let (a, b) = (
-        &members["usr/share/fx/files/hardlink-a"],
-        &members["usr/share/fx/files/hardlink-b"],
-    );
-    assert!(
-        (a[0] == "1" && a[5] == "usr/share/fx/files/hardlink-b")
-            || (b[0] == "1" && b[5] == "usr/share/fx/files/hardlink-a"),
-        "{a:?} {b:?}"
-    );
-    // Every mtime is clamped to SOURCE_DATE_EPOCH.
-    assert!(members.contains_key("etc/hostname"));
 }
 
 fn walkdir(dir: &Path) -> usize {
@@ -589,6 +602,40 @@ fn runtime_image_from_debian_server_has_no_shell_and_runs_as_nonroot() {
         layout_files(&layout) == layout_files(&again.join("pyrt.oci")),
         "two runtime builds differ"
     );
+}
+
+#[test]
+fn base_image_from_debian_minimal_unpacks_to_the_staging_tree() {
+    // Realistic content: the Essential set of Debian rewrapped as RPMs (setgid files owned by
+    // system groups, hardlinks, long paths, dpkg's and perl's trees).
+    let dir = temp_dir("oci-debian-base");
+    let def = debian_definition(
+        &dir,
+        "debbase",
+        "minimal",
+        "packages:\n  install: [base-files, base-passwd, bash, coreutils, util-linux]\noutputs:\n  oci:\n    variant: base\n    cmd: [/bin/bash]\n",
+    );
+    let out_dir = dir.join("out");
+    let out = kiln_build(&def, &out_dir, "oci,dir");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let layout = out_dir.join("debbase.oci");
+    run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:1", layout.display())));
+    let archive = dir.join("docker.tar");
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker-archive:{}:debbase:1", archive.display())));
+    let rootfs = unpack(&layout, "1", &dir.join("bundle"));
+    assert_unpacked_equals_tree(
+        &rootfs,
+        &out_dir.join("debbase-x86_64"),
+        &out_dir.join("debbase-x86_64.mtree"),
+    );
+    // The base variant keeps the shell and the rpm database.
+    assert!(exists_in(&rootfs, "/bin/bash"));
+    assert!(exists_in(&rootfs, "/usr/lib/sysimage/rpm/rpmdb.sqlite"));
 }
 
 #[test]
