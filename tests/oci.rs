@@ -9,54 +9,16 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{debian_repo, fixture_repo, root, temp_dir};
-
-const EPOCH: &str = "1700000000";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn kiln_build(def: &Path, out_dir: &Path, formats: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "build",
-            def.to_str().unwrap(),
-            "--format",
-            formats,
-            "--output",
-        ])
-        .arg(out_dir)
-        .env("KILN_CACHE_DIR", root().join("target/test-tmp/build-cache"))
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
-}
+use common::{Repo, kiln_build, run, temp_dir, text, write_definition};
 
 /// A fixture definition with an OCI output; `oci` is the body of `outputs.oci`.
 fn definition(dir: &Path, name: &str, oci: &str) -> PathBuf {
-    let repo = fixture_repo();
-    let def = format!(
-        "name: {name}\nversion: \"2.1\"\narchitectures: [x86_64]\nrepositories:\n  - id: fx\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/RPM-GPG-KEY-kiln-test]\npackages:\n  install: [fx-app, fx-files]\nsystem:\n  hostname: fx-oci\noutputs:\n  oci:\n{oci}",
-        repo = repo.display()
+    let body = format!(
+        "version: \"2.1\"\npackages:\n  install: [fx-app, fx-files]\nsystem:\n  hostname: fx-oci\noutputs:\n  oci:\n{oci}"
     );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, def).unwrap();
-    path
+    write_definition(dir, name, Repo::Fixture, &body)
 }
 
 /// kiln's mtree manifest: path → keyword map (paths unescaped, `.` is the root).
@@ -399,15 +361,13 @@ fn builds_are_byte_identical_and_zstd_layers_work() {
 }
 
 /// A definition on a Debian-binary fixture repository (`minimal` or `server`).
-fn debian_definition(dir: &Path, name: &str, profile: &str, body: &str) -> PathBuf {
-    let repo = debian_repo(profile);
-    let def = format!(
-        "name: {name}\nversion: \"1\"\narchitectures: [x86_64]\nrepositories:\n  - id: deb\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/RPM-GPG-KEY-test]\n{body}",
-        repo = repo.display()
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, def).unwrap();
-    path
+fn debian_definition(dir: &Path, name: &str, profile: &'static str, body: &str) -> PathBuf {
+    write_definition(
+        dir,
+        name,
+        Repo::Debian(profile),
+        &format!("version: \"1\"\n{body}"),
+    )
 }
 
 /// Unpacks `layout:tag` with umoci (rootless) and returns the rootfs.

@@ -13,25 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{fixture_repo, root, temp_dir};
+use common::{Repo, kiln_build_cmd, run, temp_dir, text, write_definition};
 use kiln::emit::push::{PushOptions, Reference, push};
-
-const EPOCH: &str = "1700000000";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -126,35 +109,20 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// A fixture definition with an OCI output tagged `tags`.
 fn definition(dir: &Path, name: &str, tags: &str) -> PathBuf {
-    let repo = fixture_repo();
-    let def = format!(
-        "name: {name}\nversion: \"2.1\"\narchitectures: [x86_64]\nrepositories:\n  - id: fx\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/RPM-GPG-KEY-kiln-test]\npackages:\n  install: [fx-app, fx-files]\noutputs:\n  oci:\n    tags: {tags}\n",
-        repo = repo.display()
+    let body = format!(
+        "version: \"2.1\"\npackages:\n  install: [fx-app, fx-files]\noutputs:\n  oci:\n    tags: {tags}\n"
     );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, def).unwrap();
-    path
+    write_definition(dir, name, Repo::Fixture, &body)
 }
 
 /// `kiln build DEF --format oci --output OUT ARGS…`, with no auth file of this machine in
 /// reach (HOME is the test's directory) unless `env` sets one.
 fn kiln_build(def: &Path, out: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.args([
-        "build",
-        def.to_str().unwrap(),
-        "--format",
-        "oci",
-        "--output",
-    ])
-    .arg(out)
-    .args(args)
-    .env("KILN_CACHE_DIR", root().join("target/test-tmp/build-cache"))
-    .env("NO_COLOR", "1")
-    .env("SOURCE_DATE_EPOCH", EPOCH)
-    .env("HOME", def.parent().unwrap())
-    .env_remove("REGISTRY_AUTH_FILE")
-    .env_remove("XDG_RUNTIME_DIR");
+    let mut cmd = kiln_build_cmd(def, out, "oci");
+    cmd.args(args)
+        .env("HOME", def.parent().unwrap())
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR");
     for (k, v) in env {
         cmd.env(k, v);
     }

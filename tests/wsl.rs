@@ -6,43 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{debian_repo, fixture_repo, root, temp_dir};
-
-const EPOCH: &str = "1700000000";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn kiln_build(def: &Path, out_dir: &Path, formats: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "build",
-            def.to_str().unwrap(),
-            "--format",
-            formats,
-            "--output",
-        ])
-        .arg(out_dir)
-        .env("KILN_CACHE_DIR", root().join("target/test-tmp/build-cache"))
-        .env("NO_COLOR", "1")
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
-}
+use common::{Repo, kiln_build, run, temp_dir, text, write_definition};
 
 /// One member of the archive as Python's tarfile reads it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -182,7 +148,6 @@ const WSL_CONF: [(&str, &[&str]); 7] = [
 ];
 
 fn wsl_definition(dir: &Path) -> PathBuf {
-    let repo = debian_repo("server");
     // A minimal valid .ico: header (reserved 0, type 1, one image) and one 16x16 entry.
     let mut ico = vec![0u8, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0];
     ico.extend_from_slice(&40u32.to_le_bytes());
@@ -194,15 +159,8 @@ fn wsl_definition(dir: &Path) -> PathBuf {
         r#"{"profiles":[{"colorScheme":"Campbell","fontWeight":"bold"}]}"#,
     )
     .unwrap();
-    let def = format!(
-        r#"name: azl-wsl
-version: "4.0"
+    let body = r#"version: "4.0"
 description: Azure Linux 4.0 for WSL (test)
-architectures: [x86_64]
-repositories:
-  - id: deb
-    baseurl: [file://{repo}]
-    gpgkey: [file://{repo}/RPM-GPG-KEY-test]
 packages:
   install: [base-files, base-passwd, bash, coreutils, systemd, systemd-sysv, passwd, login, sudo, ca-certificates, tzdata, iproute2, procps]
   docs: false
@@ -238,12 +196,8 @@ outputs:
     icon: azl.ico
     terminal-profile: profile.json
     base-url: https://example.com/wsl/
-"#,
-        repo = repo.display()
-    );
-    let path = dir.join("azl-wsl.yaml");
-    std::fs::write(&path, def).unwrap();
-    path
+"#;
+    write_definition(dir, "azl-wsl", Repo::Debian("server"), body)
 }
 
 #[test]
@@ -486,14 +440,8 @@ fn wsl_distribution_from_debian_server_is_what_wsl_expects() {
 
 /// A definition on the kiln fixture repository with a WSL output.
 fn fixture_definition(dir: &Path, name: &str, packages: &str, wsl: &str) -> PathBuf {
-    let repo = fixture_repo();
-    let def = format!(
-        "name: {name}\narchitectures: [x86_64]\nrepositories:\n  - id: fx\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/RPM-GPG-KEY-kiln-test]\npackages:\n  install: [{packages}]\noutputs:\n  wsl:\n{wsl}",
-        repo = repo.display()
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, def).unwrap();
-    path
+    let body = format!("packages:\n  install: [{packages}]\noutputs:\n  wsl:\n{wsl}");
+    write_definition(dir, name, Repo::Fixture, &body)
 }
 
 #[test]

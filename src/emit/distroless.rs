@@ -7,8 +7,8 @@ use super::tar::{Overlay, TarOptions};
 use super::{EmitError, Image};
 use crate::install::package::Package;
 use crate::install::rpmdb;
+use crate::tree::Tree;
 use crate::tree::accounts::{Accounts, Group, User};
-use crate::tree::{Kind, Tree};
 
 /// Where the package manifest goes: the path and format Azure Linux (CBL-Mariner) distroless
 /// images use, which Syft, Trivy and Qualys read in place of an rpm database.
@@ -202,7 +202,7 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
         m2.push_str(&manifest_line(p, rpmdb::install_time(image.epoch, *k)));
         layer.listed.push(p.nevra());
     }
-    ensure_dirs(tree, &mut layer.opts, MANIFEST_DIR);
+    layer.opts.ensure_dirs(tree, MANIFEST_DIR);
     layer.opts.overlay.insert(
         format!("{MANIFEST_DIR}/container-manifest-1"),
         Overlay::file(m1, 0o644),
@@ -236,23 +236,6 @@ pub fn manifest_line(p: &Package, install_time: u32) -> String {
         p.epoch,
         none(&p.info.source_rpm),
     )
-}
-
-/// Adds overlay directories for `path` and any parent the tree lacks.
-fn ensure_dirs(tree: &Tree, opts: &mut TarOptions, path: &str) {
-    let mut at = String::new();
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        at.push('/');
-        at.push_str(c);
-        let resolved = canonical(tree, &at).unwrap_or_else(|| at.clone());
-        let present =
-            tree.get(&resolved).is_some_and(|e| e.kind == Kind::Dir) && !opts.excluded(&resolved);
-        if !present && !opts.overlay.contains_key(&resolved) {
-            opts.overlay
-                .insert(resolved.clone(), Overlay::dir(0o755, 0, 0));
-        }
-        at = resolved;
-    }
 }
 
 /// passwd and group with root (0), nonroot (65532, home /home/nonroot) and nobody (65534) added
@@ -317,7 +300,7 @@ fn accounts(tree: &Tree, layer: &mut Layer) -> Result<(), EmitError> {
         shadow.as_deref().unwrap_or(""),
         gshadow.as_deref().unwrap_or(""),
     );
-    ensure_dirs(tree, &mut layer.opts, "/etc");
+    layer.opts.ensure_dirs(tree, "/etc");
     let o = &mut layer.opts.overlay;
     o.insert("/etc/passwd".into(), Overlay::file(files.passwd, 0o644));
     o.insert("/etc/group".into(), Overlay::file(files.group, 0o644));
@@ -328,7 +311,7 @@ fn accounts(tree: &Tree, layer: &mut Layer) -> Result<(), EmitError> {
     if gshadow.is_some() {
         o.insert("/etc/gshadow".into(), Overlay::file(files.gshadow, 0));
     }
-    ensure_dirs(tree, &mut layer.opts, "/home");
+    layer.opts.ensure_dirs(tree, "/home");
     let root_home = canonical(tree, "/root").unwrap_or_else(|| "/root".into());
     if tree.get(&root_home).is_none() {
         layer

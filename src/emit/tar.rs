@@ -103,6 +103,25 @@ impl TarOptions {
         }
     }
 
+    /// Adds overlay directories (0755, root) for `path` and each parent the archive lacks,
+    /// following the tree's symlinks the way the image sees them (`/bin` → `/usr/bin`).
+    pub fn ensure_dirs(&mut self, tree: &Tree, path: &str) {
+        let mut at = String::new();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            at.push('/');
+            at.push_str(c);
+            let resolved = tree.resolve_parent(&at).unwrap_or_else(|_| at.clone());
+            let present = self.overlay.contains_key(&resolved)
+                || (tree.get(&resolved).is_some_and(|e| e.kind == Kind::Dir)
+                    && !self.excluded(&resolved));
+            if !present {
+                self.overlay
+                    .insert(resolved.clone(), Overlay::dir(0o755, 0, 0));
+            }
+            at = resolved;
+        }
+    }
+
     /// What the archive holds at `path`: the overlay's entry, or the tree's unless excluded.
     pub fn lookup<'a>(&'a self, tree: &'a Tree, path: &str) -> Option<Item<'a>> {
         if let Some(o) = self.overlay.get(path) {

@@ -154,24 +154,6 @@ fn relative_link(link: &str, target: &str) -> String {
     out.join("/")
 }
 
-/// Adds overlay directories for `path` and parents the layer lacks.
-fn ensure_dirs(tree: &Tree, opts: &mut TarOptions, path: &str) {
-    let mut at = String::new();
-    for c in path.split('/').filter(|c| !c.is_empty()) {
-        at.push('/');
-        at.push_str(c);
-        let resolved = canonical(tree, &at);
-        let present = tree.get(&resolved).is_some_and(|e| e.kind == Kind::Dir)
-            && !opts.excluded(&resolved)
-            || opts.overlay.contains_key(&resolved);
-        if !present {
-            opts.overlay
-                .insert(resolved.clone(), Overlay::dir(0o755, 0, 0));
-        }
-        at = resolved;
-    }
-}
-
 /// Puts a file into the layer unless the image already has one there.
 fn fill(tree: &Tree, opts: &mut TarOptions, path: &str, content: Vec<u8>, mode: u32) -> bool {
     let c = canonical(tree, path);
@@ -179,7 +161,7 @@ fn fill(tree: &Tree, opts: &mut TarOptions, path: &str, content: Vec<u8>, mode: 
         return false;
     }
     if let Some((dir, _)) = c.rsplit_once('/') {
-        ensure_dirs(tree, opts, dir);
+        opts.ensure_dirs(tree, dir);
     }
     opts.overlay.insert(c, Overlay::file(content, mode));
     true
@@ -453,7 +435,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
                 )));
             }
             let dest = format!("{ASSET_DIR}/{name}.ico");
-            ensure_dirs(tree, &mut opts, ASSET_DIR);
+            opts.ensure_dirs(tree, ASSET_DIR);
             opts.overlay
                 .insert(canonical(tree, &dest), Overlay::file(bytes, 0o644));
             Some(dest)
@@ -469,7 +451,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
                 )));
             }
             let dest = format!("{ASSET_DIR}/terminal-profile.json");
-            ensure_dirs(tree, &mut opts, ASSET_DIR);
+            opts.ensure_dirs(tree, ASSET_DIR);
             opts.overlay
                 .insert(canonical(tree, &dest), Overlay::file(bytes, 0o644));
             Some(dest)
@@ -582,7 +564,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
                 Some(target) => {
                     let link = canonical(tree, "/sbin/init");
                     if let Some((dir, _)) = link.rsplit_once('/') {
-                        ensure_dirs(tree, &mut opts, dir);
+                        opts.ensure_dirs(tree, dir);
                     }
                     let rel = relative_link(&link, &target);
                     notes.push(format!("added /sbin/init -> {rel} for systemd"));
@@ -632,7 +614,7 @@ fn mask_units(tree: &Tree, opts: &mut TarOptions, notes: &mut Vec<String>) {
         {
             continue;
         }
-        ensure_dirs(tree, opts, "/etc/systemd/system");
+        opts.ensure_dirs(tree, "/etc/systemd/system");
         opts.overlay.insert(link, Overlay::symlink("/dev/null"));
         masked.push(unit);
     }

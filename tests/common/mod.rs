@@ -96,3 +96,67 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The SOURCE_DATE_EPOCH the build tests use.
+pub const EPOCH: &str = "1700000000";
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd`, which must succeed; its output otherwise goes into the panic.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// `kiln build DEF --format FORMATS --output OUT` with the tests' package cache,
+/// SOURCE_DATE_EPOCH and no colour, to add arguments or environment to.
+pub fn kiln_build_cmd(def: &Path, out: &Path, formats: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args([
+        "build",
+        def.to_str().unwrap(),
+        "--format",
+        formats,
+        "--output",
+    ])
+    .arg(out)
+    .env("KILN_CACHE_DIR", root().join("target/test-tmp/build-cache"))
+    .env("NO_COLOR", "1")
+    .env("SOURCE_DATE_EPOCH", EPOCH);
+    cmd
+}
+
+pub fn kiln_build(def: &Path, out: &Path, formats: &str) -> std::process::Output {
+    kiln_build_cmd(def, out, formats).output().unwrap()
+}
+
+/// The repository a test definition installs from.
+pub enum Repo {
+    /// The kiln fixture repository (tests/fixtures/specs).
+    Fixture,
+    /// A Debian-binary repository: `minimal`, `boot` or `server`.
+    Debian(&'static str),
+}
+
+/// Writes `dir/NAME.yaml`: name, x86_64, the repository with its key, then `body` (YAML).
+pub fn write_definition(dir: &Path, name: &str, repo: Repo, body: &str) -> PathBuf {
+    let (path, key) = match repo {
+        Repo::Fixture => (fixture_repo().to_path_buf(), "RPM-GPG-KEY-kiln-test"),
+        Repo::Debian(profile) => (debian_repo(profile), "RPM-GPG-KEY-test"),
+    };
+    let def = format!(
+        "name: {name}\narchitectures: [x86_64]\nrepositories:\n  - id: repo\n    baseurl: [file://{repo}]\n    gpgkey: [file://{repo}/{key}]\n{body}",
+        repo = path.display()
+    );
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, def).unwrap();
+    file
+}
