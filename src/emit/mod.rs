@@ -3,6 +3,7 @@
 //!
 //! Written so far: the OCI image layout (#5). WSL (#5) and the disk formats (#6) are not.
 
+pub mod compress;
 pub mod distroless;
 pub mod oci;
 pub mod tar;
