@@ -4,6 +4,7 @@
 //! Written so far: the OCI image layout, pushing it to a registry (push.rs) and WSL (#5); the
 //! disk formats (#6) are not.
 
+pub mod compress;
 pub mod distroless;
 pub mod oci;
 pub mod push;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::compress::{ParallelGzip, zstd_encoder};
 use super::tar::{TarOptions, write_tree};
 use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, distroless, io_err};
 use crate::definition::{Definition, LayerCompression, OciOutput, OciVariant};
@@ -161,17 +162,16 @@ fn put_layer(
     let compressed = Hashing::new(file);
     let (outer, media_type) = match compression {
         LayerCompression::Gzip => {
-            // No file name and mtime 0 in the gzip header: the bytes depend only on the tree.
-            let gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(compressed, flate2::Compression::new(6));
+            // No file name and mtime 0 in the gzip header, blocks cut at fixed offsets: the
+            // bytes depend only on the tree, not on the number of cores.
+            let gz =
+                ParallelGzip::with_available_parallelism(compressed, flate2::Compression::new(6));
             let (diff, gz) = tar_into(image, opts, gz)?;
             let outer = gz.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_GZIP)
         }
         LayerCompression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_err(&tmp))?;
-            z.include_checksum(true).map_err(io_err(&tmp))?;
+            let z = zstd_encoder(compressed, 3).map_err(io_err(&tmp))?;
             let (diff, z) = tar_into(image, opts, z)?;
             let outer = z.finish().map_err(io_err(&tmp))?;
             ((diff, outer), MT_LAYER_ZSTD)

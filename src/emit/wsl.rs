@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::compress::ParallelGzip;
 use super::tar::{Overlay, OverlayKind, TarOptions, write_tree};
 use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, io_err};
 use crate::definition::{Arch, Definition, TarCompression, WslOutput};
@@ -649,9 +650,11 @@ impl Backend for Wsl {
             let summary;
             let hashed = match w.compression {
                 TarCompression::Gzip => {
-                    let mut gz = flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(hashed, flate2::Compression::new(6));
+                    // The same bytes whatever the number of cores (see compress.rs).
+                    let mut gz = ParallelGzip::with_available_parallelism(
+                        hashed,
+                        flate2::Compression::new(6),
+                    );
                     summary = write_tree(image.tree, &layer.opts, &mut gz)?;
                     gz.finish().map_err(io_err(p.path()))?
                 }
