@@ -5,9 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::temp_dir;
+use common::{run, temp_dir, text};
 use kiln::definition::{Arch, Definition, LoadOptions};
 use kiln::emit::oci::Oci;
 use kiln::emit::{Backend, Image};
@@ -17,28 +17,18 @@ const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const EPOCH: i64 = 1_700_000_000;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
 
 /// The definition as `kiln build` would see it: loaded and validated from YAML.
 fn definition(dir: &Path) -> Definition {
-    let yaml = "name: multi\nversion: \"3.0\"\narchitectures: [x86_64, aarch64]\nrepositories:\n  - id: none\n    baseurl: [\"file:///nonexistent/${basearch}\"]\n    gpgcheck: false\npackages:\n  install: [base-files]\noutputs:\n  oci:\n    variant: base\n    entrypoint: [/usr/bin/hello]\n    tags: [\"3.0\", latest]\n";
+    definition_with(dir, "")
+}
+
+/// The same with more `outputs.oci` settings (indented YAML lines).
+fn definition_with(dir: &Path, extra: &str) -> Definition {
+    let yaml = "name: multi\nversion: \"3.0\"\narchitectures: [x86_64, aarch64]\nrepositories:\n  - id: none\n    baseurl: [\"file:///nonexistent/${basearch}\"]\n    gpgcheck: false\npackages:\n  install: [base-files]\noutputs:\n  oci:\n    variant: base\n    entrypoint: [/usr/bin/hello]\n    tags: [\"3.0\", latest]\n".to_string() + extra;
     let path = dir.join("multi.yaml");
     std::fs::write(&path, yaml).unwrap();
     let loaded = kiln::definition::load(&path, &LoadOptions::default()).unwrap();
@@ -295,4 +285,38 @@ fn two_architectures_make_an_image_index_that_skopeo_resolves() {
             serde_json::json!(["/usr/bin/hello"])
         );
     }
+}
+
+#[test]
+fn platforms_choose_which_architectures_the_image_holds() {
+    let dir = temp_dir("oci-platforms");
+    let trees = [tree(&dir, Arch::X86_64), tree(&dir, Arch::Aarch64)];
+    let images: Vec<Image<'_>> = trees
+        .iter()
+        .zip([Arch::X86_64, Arch::Aarch64])
+        .map(|(tree, arch)| Image {
+            tree,
+            arch,
+            epoch: EPOCH,
+            packages: &[],
+        })
+        .collect();
+    let def = definition_with(&dir, "    platforms: [linux/arm64/v8]\n");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    Oci.emit(&def, &images, &out).unwrap();
+    // One platform: index.json points straight at its manifest, the arm64 one.
+    let top = json(&std::fs::read(out.join("multi.oci/index.json")).unwrap());
+    let desc = &top["manifests"][0];
+    assert_eq!(desc["mediaType"], MT_MANIFEST);
+    assert_eq!(desc["platform"]["architecture"], "arm64");
+    // Only the x86_64 image built (`--arch x86_64`): nothing to put in it, and nothing written.
+    let out2 = dir.join("out2");
+    std::fs::create_dir_all(&out2).unwrap();
+    let err = Oci.emit(&def, &images[..1], &out2).unwrap_err().to_string();
+    assert!(
+        err.contains("names none of the architectures built (x86_64)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&out2).unwrap().count(), 0);
 }

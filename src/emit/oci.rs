@@ -275,8 +275,30 @@ impl Backend for Oci {
         let blobs = layout.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
 
+        // `platforms` picks which of the built architectures the image holds (validation made
+        // sure each names a listed architecture).
+        let chosen: Vec<&Image<'_>> = images
+            .iter()
+            .filter(|i| {
+                o.platforms.is_empty()
+                    || o.platforms.iter().any(|p| {
+                        p.trim_end_matches("/v8") == format!("linux/{}", i.arch.oci_name())
+                    })
+            })
+            .collect();
+        if chosen.is_empty() {
+            return Err(EmitError::Invalid(format!(
+                "outputs.oci.platforms ({}) names none of the architectures built ({})",
+                o.platforms.join(", "),
+                images
+                    .iter()
+                    .map(|i| i.arch.rpm_name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let mut manifests = Vec::new();
-        for image in images {
+        for image in chosen {
             let created = rfc3339(image.epoch);
             let (opts, entrypoint, user) = match o.variant {
                 OciVariant::Base => (
