@@ -1,6 +1,7 @@
 //! Applying the definition's system configuration to the staging tree: users, services, files,
 //! hostname, locale, SELinux labels, scripts.
 
+pub mod boot;
 pub mod selinux;
 pub mod services;
 pub mod system;
