@@ -7,6 +7,14 @@ use crate::tree::{Kind, Tree, TreeError};
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     #[error(
+        "a bootable disk needs a kernel and the image has none: install `kernel` (Azure Linux) or `linux-image-amd64` (Debian)"
+    )]
+    NoKernel,
+    #[error(
+        "bootloader systemd-boot: the image has no {path}; install systemd-boot (Azure Linux) or systemd-boot-efi (Debian)"
+    )]
+    NoSystemdBoot { path: String },
+    #[error(
         "the image has a kernel ({version}) but no initramfs generator: install dracut (Azure Linux) or initramfs-tools"
     )]
     NoGenerator { version: String },
@@ -149,6 +157,108 @@ pub fn bls_entry(title: &str, version: &str, linux: &str, initrd: &str, options:
     )
 }
 
+/// What the boot files of a disk image need to know about it.
+#[derive(Debug, Clone)]
+pub struct BootPlan {
+    /// Where the EFI system partition is mounted in the image (`/boot/efi`).
+    pub esp: String,
+    /// The entry title (`Azure Linux 4.0`) and the token naming the kernel directories and
+    /// entries on the ESP (kernel-install's entry token: the image name here, as the machine
+    /// id is empty until first boot).
+    pub title: String,
+    pub token: String,
+    /// The kernel command line: `root=…` first, then the definition's.
+    pub options: String,
+    /// EFI architecture suffix: `x64` or `aa64`.
+    pub efi_arch: String,
+}
+
+fn file_entry(mode: u32, epoch: i64) -> crate::tree::Entry {
+    crate::tree::Entry {
+        kind: Kind::File {
+            size: 0,
+            link: None,
+        },
+        mtime: epoch,
+        ..crate::tree::Entry::dir(mode)
+    }
+}
+
+/// Copies `from` (a file of the tree) to `to`, replacing what is there.
+fn copy_in(tree: &mut Tree, from: &str, to: &str, epoch: i64) -> Result<(), BootError> {
+    let bytes = tree.read(from)?;
+    if tree.get(to).is_some() {
+        tree.remove(to)?;
+    }
+    if let Some((dir, _)) = to.rsplit_once('/') {
+        tree.mkdir_p(dir, 0o755, epoch)?;
+    }
+    tree.write_file(to, &mut bytes.as_slice(), file_entry(0o644, epoch))?;
+    Ok(())
+}
+
+/// systemd-boot on the ESP, as `bootctl install` and kernel-install lay it out: the loader as
+/// `/EFI/systemd/` and the removable-media fallback `/EFI/BOOT/BOOT<ARCH>.EFI`, each kernel and
+/// its initramfs (made now if needed) under `/TOKEN/VERSION/`, one BLS entry per kernel, newest
+/// first by default. Returns the kernels installed.
+pub fn install_systemd_boot(
+    tree: &mut Tree,
+    plan: &BootPlan,
+    epoch: i64,
+) -> Result<Vec<Kernel>, BootError> {
+    let arch = &plan.efi_arch;
+    let loader = format!("/usr/lib/systemd/boot/efi/systemd-boot{arch}.efi");
+    if !is_file(tree, &loader) {
+        return Err(BootError::NoSystemdBoot { path: loader });
+    }
+    let mut found = kernels(tree);
+    if found.is_empty() {
+        return Err(BootError::NoKernel);
+    }
+    let esp = plan.esp.trim_end_matches('/');
+    let loader_src = tree.resolve(&loader)?;
+    copy_in(
+        tree,
+        &loader_src,
+        &format!("{esp}/EFI/systemd/systemd-boot{arch}.efi"),
+        epoch,
+    )?;
+    copy_in(
+        tree,
+        &loader_src,
+        &format!("{esp}/EFI/BOOT/BOOT{}.EFI", arch.to_ascii_uppercase()),
+        epoch,
+    )?;
+    for k in &mut found {
+        let initrd = make_initramfs(tree, k)?;
+        k.initrd = Some(initrd.clone());
+        let dir = format!("/{}/{}", plan.token, k.version);
+        let image = tree.resolve(&k.image)?;
+        copy_in(tree, &image, &format!("{esp}{dir}/linux"), epoch)?;
+        let initrd = tree.resolve(&initrd)?;
+        copy_in(tree, &initrd, &format!("{esp}{dir}/initrd"), epoch)?;
+        let entry = bls_entry(
+            &plan.title,
+            &k.version,
+            &format!("{dir}/linux"),
+            &format!("{dir}/initrd"),
+            &plan.options,
+        );
+        let path = format!("{esp}/loader/entries/{}-{}.conf", plan.token, k.version);
+        tree.mkdir_p(&format!("{esp}/loader/entries"), 0o755, epoch)?;
+        tree.put_text(&path, &entry, file_entry(0o644, epoch))?;
+    }
+    // systemd-boot sorts entries by version itself; the default pattern picks the newest of
+    // this image's, and no timeout keeps the boot fast on a VM nobody watches.
+    let conf = format!("timeout 0\ndefault {}-*\n", plan.token);
+    tree.put_text(
+        &format!("{esp}/loader/loader.conf"),
+        &conf,
+        file_entry(0o644, epoch),
+    )?;
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +339,79 @@ mod tests {
             ),
             "title      Azure Linux 4.0\nversion    6.12.1-1.azl4.x86_64\nlinux      /6.12.1-1.azl4.x86_64/linux\ninitrd     /6.12.1-1.azl4.x86_64/initrd\noptions    root=PARTUUID=x console=ttyS0\n"
         );
+    }
+
+    #[test]
+    fn systemd_boot_goes_onto_the_esp_with_one_entry_per_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tree::create(&dir.path().join("root")).unwrap();
+        t.mkdir_p("/usr/lib/systemd/boot/efi", 0o755, 0).unwrap();
+        let plan = BootPlan {
+            esp: "/boot/efi".into(),
+            title: "Azure Linux 4.0".into(),
+            token: "azl-vm".into(),
+            options: "root=PARTUUID=0000 rw console=ttyS0".into(),
+            efi_arch: "x64".into(),
+        };
+        let err = install_systemd_boot(&mut t, &plan, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no /usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
+            "{err}"
+        );
+        t.put_text(
+            "/usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+            "MZ-boot",
+            file(0o644),
+        )
+        .unwrap();
+        let err = install_systemd_boot(&mut t, &plan, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a kernel"), "{err}");
+        t.mkdir_p("/usr/lib/modules/6.12.1", 0o755, 0).unwrap();
+        t.put_text("/usr/lib/modules/6.12.1/vmlinuz", "MZ-kernel", file(0o755))
+            .unwrap();
+        t.mkdir_p("/boot", 0o755, 0).unwrap();
+        t.put_text("/boot/initramfs-6.12.1.img", "initrd", file(0o600))
+            .unwrap();
+        let k = install_systemd_boot(&mut t, &plan, 5).unwrap();
+        assert_eq!(k.len(), 1);
+        assert_eq!(
+            t.read_text("/boot/efi/EFI/BOOT/BOOTX64.EFI").unwrap(),
+            "MZ-boot"
+        );
+        assert_eq!(
+            t.read_text("/boot/efi/EFI/systemd/systemd-bootx64.efi")
+                .unwrap(),
+            "MZ-boot"
+        );
+        assert_eq!(
+            t.read_text("/boot/efi/azl-vm/6.12.1/linux").unwrap(),
+            "MZ-kernel"
+        );
+        assert_eq!(
+            t.read_text("/boot/efi/azl-vm/6.12.1/initrd").unwrap(),
+            "initrd"
+        );
+        let entry = t
+            .read_text("/boot/efi/loader/entries/azl-vm-6.12.1.conf")
+            .unwrap();
+        assert!(
+            entry.contains("linux      /azl-vm/6.12.1/linux\n"),
+            "{entry}"
+        );
+        assert!(
+            entry.contains("options    root=PARTUUID=0000 rw console=ttyS0\n"),
+            "{entry}"
+        );
+        assert_eq!(
+            t.read_text("/boot/efi/loader/loader.conf").unwrap(),
+            "timeout 0\ndefault azl-vm-*\n"
+        );
+        assert_eq!(t.get("/boot/efi/loader/loader.conf").unwrap().mtime, 5);
+        // Installing again (a rebuild of the same tree) replaces, never fails on, its files.
+        install_systemd_boot(&mut t, &plan, 5).unwrap();
     }
 }
