@@ -157,6 +157,45 @@ pub fn bls_entry(title: &str, version: &str, linux: &str, initrd: &str, options:
     )
 }
 
+/// A filesystem of the disk and where the image mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mount: String,
+    /// `ext4` or `vfat`.
+    pub fs_type: String,
+    /// The filesystem's UUID (`xxxxxxxx-…` for ext4, `XXXX-XXXX` for FAT).
+    pub uuid: String,
+    /// Mount options; empty means `defaults`.
+    pub options: Vec<String>,
+}
+
+/// /etc/fstab by filesystem UUID: root checked first (pass 1), the others after (pass 2), no
+/// swap (Azure's OS disk has none).
+pub fn fstab(mounts: &[Mount]) -> String {
+    let mut sorted: Vec<&Mount> = mounts.iter().collect();
+    // Parents before children, as mount(8) -a needs them.
+    sorted.sort_by_key(|m| {
+        (
+            m.mount.matches('/').count() - usize::from(m.mount == "/"),
+            m.mount.clone(),
+        )
+    });
+    let mut out = String::from("# Written by kiln from the disk layout of the image definition.\n");
+    for m in sorted {
+        let options = if m.options.is_empty() {
+            "defaults".to_string()
+        } else {
+            m.options.join(",")
+        };
+        let pass = if m.mount == "/" { 1 } else { 2 };
+        out.push_str(&format!(
+            "UUID={} {} {} {options} 0 {pass}\n",
+            m.uuid, m.mount, m.fs_type
+        ));
+    }
+    out
+}
+
 /// What the boot files of a disk image need to know about it.
 #[derive(Debug, Clone)]
 pub struct BootPlan {
@@ -413,5 +452,27 @@ mod tests {
         assert_eq!(t.get("/boot/efi/loader/loader.conf").unwrap().mtime, 5);
         // Installing again (a rebuild of the same tree) replaces, never fails on, its files.
         install_systemd_boot(&mut t, &plan, 5).unwrap();
+    }
+
+    #[test]
+    fn fstab_mounts_by_uuid_parents_first() {
+        let m = |mount: &str, fs: &str, uuid: &str, opts: &[&str]| Mount {
+            mount: mount.into(),
+            fs_type: fs.into(),
+            uuid: uuid.into(),
+            options: opts.iter().map(|o| o.to_string()).collect(),
+        };
+        let text = fstab(&[
+            m("/boot/efi", "vfat", "1A2B-3C4D", &["umask=0077"]),
+            m("/", "ext4", "0a1b2c3d-0000-4000-8000-000000000001", &[]),
+            m("/boot", "ext4", "0a1b2c3d-0000-4000-8000-000000000002", &[]),
+        ]);
+        assert_eq!(
+            text,
+            "# Written by kiln from the disk layout of the image definition.\n\
+             UUID=0a1b2c3d-0000-4000-8000-000000000001 / ext4 defaults 0 1\n\
+             UUID=0a1b2c3d-0000-4000-8000-000000000002 /boot ext4 defaults 0 2\n\
+             UUID=1A2B-3C4D /boot/efi vfat umask=0077 0 2\n"
+        );
     }
 }
