@@ -89,9 +89,26 @@ pub fn debian_repo(profile: &str) -> PathBuf {
 
 /// A fresh scratch directory for one test, under target/test-tmp (removed and recreated).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let d = root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
+    let base = root().join("target/test-tmp");
+    // Earlier runs' directories of this test are kept for a look after a failure, until the
+    // test runs again: then those of processes that are gone are removed (disk images and
+    // trees add up to gigabytes otherwise).
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = file
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let d = base.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
