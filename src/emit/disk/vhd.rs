@@ -10,11 +10,12 @@ use super::sparse::copy_sparse;
 
 /// Seconds from the Unix epoch to the VHD epoch, 2000-01-01 00:00:00 UTC.
 const VHD_EPOCH: i64 = 946_684_800;
-/// What the footer names as its creator. qemu writes "qemu" (or "qem2"), Hyper-V "win ": the
-/// field is informational for Azure. qemu 10 takes a fixed VHD's size from `current size`
-/// whatever the creator (older qemu trusted CHS geometry for unknown creators, which rounds
-/// sizes down; `qemu-img info -f vpc` in tests/disk_container.rs checks the size we mean).
-pub const CREATOR_APP: &[u8; 4] = b"kiln";
+/// What the footer names as its creator: "win ", as Hyper-V (Azure's hypervisor) writes. The
+/// field is informational for Azure, but qemu reads it: for creators it does not know ("kiln",
+/// or Azure's "wa" in qemu 7.2, Debian 12's) it takes the size from the CHS geometry, which
+/// rounds 5 GiB down to 5368430592 bytes; for "win " (and "qem2", "d2v ") it takes `current
+/// size`, the exact size. The creator version field carries kiln's own version instead.
+pub const CREATOR_APP: &[u8; 4] = b"win ";
 /// The host OS field: "Wi2k", what both Hyper-V and qemu write (the only other value the
 /// specification defines is Macintosh's "Mac ").
 pub const CREATOR_HOST: &[u8; 4] = b"Wi2k";
