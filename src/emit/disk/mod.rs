@@ -1,0 +1,73 @@
+//! The disk backend's container pieces: partition layout, GPT, the FAT32 ESP, and the raw, fixed
+//! VHD and qcow2 files, all written in-process and sparsely (no loop devices, mounts or root).
+
+pub mod fat;
+pub mod gpt;
+pub mod layout;
+pub mod qcow2;
+pub mod sparse;
+pub mod vhd;
+
+/// The logical sector size of every image kiln writes (Azure and qemu both use 512).
+pub const SECTOR: u64 = 512;
+/// Partition alignment, and the unit Azure requires of a VHD's virtual size.
+pub const MIB: u64 = 1024 * 1024;
+
+use std::fs::File;
+
+use crate::definition::Filesystem;
+use crate::tree::Tree;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error(transparent)]
+    Gpt(#[from] gpt::GptError),
+    #[error("partition `{partition}`: {source}")]
+    Fat {
+        partition: String,
+        #[source]
+        source: fat::FatError,
+    },
+    #[error("partition `{partition}`: a vfat partition needs a mount point to take files from")]
+    NoMount { partition: String },
+    #[error("disk image: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Writes what this module knows of a disk into `image` (sized to `layout.size` first, sparse):
+/// the partition table and every vfat partition, filled from the tree below its mount point.
+/// ext4 partitions are left to the ext4 writer.
+pub fn write_partitions(
+    image: &File,
+    layout: &layout::Layout,
+    tree: &Tree,
+    epoch: i64,
+) -> Result<(), DiskError> {
+    image.set_len(layout.size)?;
+    gpt::write_gpt(image, layout)?;
+    for p in &layout.partitions {
+        if p.filesystem != Some(Filesystem::Vfat) {
+            continue;
+        }
+        let mount = p.mount.as_deref().ok_or_else(|| DiskError::NoMount {
+            partition: p.name.clone(),
+        })?;
+        fat::write_fat32(
+            image,
+            p.start,
+            p.size,
+            tree,
+            mount,
+            p.fat_volume_id,
+            &p.fs_label,
+            epoch,
+        )
+        .map_err(|source| DiskError::Fat {
+            partition: p.name.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
