@@ -5,6 +5,7 @@
 //! disk formats (#6) are not.
 
 pub mod compress;
+pub mod disk;
 pub mod distroless;
 pub mod oci;
 pub mod push;
