@@ -1,6 +1,7 @@
-//! The disk backend's container pieces: partition layout, GPT, the FAT32 ESP, and the raw, fixed
-//! VHD and qcow2 files, all written in-process and sparsely (no loop devices, mounts or root).
+//! The disk backend's pieces: partition layout, GPT, the FAT32 ESP, kiln's ext4 writer, and the
+//! raw, fixed VHD and qcow2 files, all written in-process and sparsely (no loops, mounts or root).
 
+pub mod ext4;
 pub mod fat;
 pub mod gpt;
 pub mod layout;
