@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::configure::{self, ConfigureError};
-use crate::definition::Definition;
+use crate::definition::{Arch, Bootloader, Definition, Filesystem};
 use crate::fetch::{self, FetchError, FetchItem, FetchOptions, Signature};
 use crate::install::rpmdb::{self, DbPackage, FileState, RpmdbError};
 use crate::install::transaction::{self, FileOutcome, InstallError};
@@ -61,6 +61,8 @@ pub fn plan_locked(l: &LockedArch) -> Vec<Planned> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("disk image: {0}")]
+    Disk(String),
     #[error("{nevra}: its repository `{repo}` is not among the definition's enabled repositories")]
     UnknownRepo { nevra: String, repo: String },
     #[error(
@@ -294,6 +296,77 @@ pub fn stage(
         configure: configured,
         timings,
     })
+}
+
+/// Boot files of a disk image, written into the staging tree before the backends run: /etc/fstab
+/// by the UUIDs of the disk layout and the bootloader with the kernels and their initramfs.
+pub fn prepare_disk(
+    tree: &mut Tree,
+    def: &Definition,
+    arch: Arch,
+    packages: &[crate::install::package::Package],
+    epoch: i64,
+) -> Result<Vec<String>, BuildError> {
+    use crate::configure::boot;
+    use crate::emit::disk::image;
+    let lay = image::layout_for(def, arch, packages).map_err(|e| BuildError::Disk(e.to_string()))?;
+    let mounts: Vec<boot::Mount> = lay
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let mount = p.mount.clone()?;
+            let (fs_type, uuid) = match p.filesystem? {
+                Filesystem::Ext4 => ("ext4", p.fs_uuid.hyphenated().to_string()),
+                Filesystem::Vfat => ("vfat", p.fat_uuid()),
+            };
+            Some(boot::Mount {
+                mount,
+                fs_type: fs_type.into(),
+                uuid,
+                options: p.mount_options.clone(),
+            })
+        })
+        .collect();
+    tree.mkdir_p("/etc", 0o755, epoch)?;
+    let entry = Entry {
+        kind: Kind::File { size: 0, link: None },
+        mtime: epoch,
+        ..Entry::dir(0o644)
+    };
+    tree.put_text("/etc/fstab", &boot::fstab(&mounts), entry)?;
+    let mut notes = Vec::new();
+    let disk = image::disk_output(def);
+    match disk.bootloader {
+        Bootloader::None => {}
+        Bootloader::Grub2 => {
+            return Err(BuildError::Disk(
+                "bootloader grub2 is not written by kiln yet; use `bootloader: systemd-boot` (or none)".into(),
+            ));
+        }
+        Bootloader::SystemdBoot => {
+            let esp = lay.by_mount("/boot/efi").or_else(|| lay.by_mount("/efi")).ok_or_else(|| {
+                BuildError::Disk("systemd-boot needs an EFI system partition mounted at /boot/efi or /efi".into())
+            })?;
+            let root = lay.by_mount("/").ok_or_else(|| BuildError::Disk("the disk has no partition mounted at /".into()))?;
+            let plan = boot::BootPlan {
+                esp: esp.mount.clone().unwrap_or_default(),
+                title: def.description.clone().unwrap_or_else(|| def.name.clone()),
+                token: def.name.clone(),
+                options: format!(
+                    "root=PARTUUID={} rw {}",
+                    root.part_guid.hyphenated(),
+                    def.system.kernel_cmdline.join(" ")
+                ).trim_end().to_string(),
+                efi_arch: match arch { Arch::X86_64 => "x64", Arch::Aarch64 => "aa64" }.into(),
+            };
+            let kernels = boot::install_systemd_boot(tree, &plan, epoch).map_err(|e| BuildError::Disk(e.to_string()))?;
+            notes.push(format!(
+                "systemd-boot installed with {}",
+                kernels.iter().map(|k| k.version.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// Makes the disk copy of the tree match the manifest as far as the builder can: as root, device

@@ -10,6 +10,7 @@ use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
 use crate::definition::{Arch, DiskFormat};
 use crate::emit::oci::Oci;
+use crate::emit::disk::image::Disk;
 use crate::emit::wsl::Wsl;
 use crate::emit::{Backend, Image};
 use crate::fetch::{FetchOptions, Progress};
@@ -82,17 +83,26 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     }
     let pending: Vec<String> = formats
         .iter()
-        .filter(|f| !matches!(f, Format::Dir | Format::Oci | Format::Wsl))
+        .filter(|f| matches!(f, Format::Vhdx))
         .map(|f| format!("{f:?}").to_lowercase())
         .collect();
     if !pending.is_empty() {
         ui.error(format!(
-            "the {} output{} not implemented yet (the disk issue #6 brings them); `--format dir` writes the image tree, `--format oci` an OCI image, `--format wsl` a WSL distribution",
+            "the {} output{} not implemented yet; `--format vhd` writes the fixed VHD Azure and Hyper-V take, `raw` and `qcow2` the other disk formats",
             pending.join(", "),
             if pending.len() == 1 { " is" } else { "s are" }
         ));
         return ExitCode::from(exit::NOT_IMPLEMENTED);
     }
+    let disk_formats: Vec<DiskFormat> = formats
+        .iter()
+        .filter_map(|f| match f {
+            Format::Vhd => Some(DiskFormat::Vhd),
+            Format::Raw => Some(DiskFormat::Raw),
+            Format::Qcow2 => Some(DiskFormat::Qcow2),
+            _ => None,
+        })
+        .collect();
     // `--push` is checked (and its credentials found) before building; the push comes last.
     let to_push = match &a.push {
         Some(p) => match push::prepare(ui, p, &formats, a.verbose) {
@@ -212,6 +222,26 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             }
         };
         report(ui, &staged, a.verbose);
+        let mut staged = staged;
+        if !disk_formats.is_empty() {
+            match build::prepare_disk(
+                &mut staged.tree,
+                &def,
+                arch,
+                &staged.install.packages,
+                staged.epoch,
+            ) {
+                Ok(notes) => {
+                    for n in notes {
+                        ui.info(format!("  {n}"));
+                    }
+                }
+                Err(e) => {
+                    ui.error(format!("{} ({arch}): {e}", a.definition.display()));
+                    return ExitCode::from(exit::FAILURE);
+                }
+            }
+        }
         staged_all.push((arch, def, staged));
     }
 
@@ -225,13 +255,21 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         })
         .collect();
     let def = &staged_all[0].1;
-    let backends: [(Format, &dyn Backend); 2] = [(Format::Oci, &Oci), (Format::Wsl, &Wsl)];
+    let disk = Disk {
+        formats: disk_formats.clone(),
+    };
+    let backends: [(Format, &dyn Backend); 3] =
+        [(Format::Oci, &Oci), (Format::Wsl, &Wsl), (Format::Vhd, &disk)];
     // A build either delivers every artifact it was asked for or none: what earlier backends
     // wrote goes again when a later one fails.
     let mut written = Written(Vec::new());
     let mut oci_layout = None;
     for (format, backend) in backends {
-        if !formats.contains(&format) {
+        let wanted = match format {
+            Format::Vhd => !disk_formats.is_empty(),
+            f => formats.contains(&f),
+        };
+        if !wanted {
             continue;
         }
         let t = std::time::Instant::now();

@@ -422,6 +422,18 @@ pub struct DiskOutput {
     pub azure_generation: u8,
 }
 
+impl Default for DiskOutput {
+    fn default() -> Self {
+        DiskOutput {
+            formats: default_disk_formats(),
+            size: default_disk_size(),
+            partitions: Vec::new(),
+            bootloader: default_bootloader(),
+            azure_generation: default_generation(),
+        }
+    }
+}
+
 fn default_disk_formats() -> Vec<DiskFormat> {
     vec![DiskFormat::Vhd]
 }

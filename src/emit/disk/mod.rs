@@ -4,6 +4,7 @@
 pub mod ext4;
 pub mod fat;
 pub mod gpt;
+pub mod image;
 pub mod layout;
 pub mod qcow2;
 pub mod sparse;
