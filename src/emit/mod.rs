@@ -1,8 +1,8 @@
 //! Backends that turn the finished staging tree into artifacts. Each implements [`Backend`]; they
 //! share the deterministic tar writer and write every artifact under a temporary name first.
 //!
-//! Written so far: the OCI image layout, pushing it to a registry (push.rs) and WSL (#5); the
-//! disk formats (#6) are not.
+//! Written so far: the OCI image layout, pushing it to a registry (push.rs) and WSL (#5); of the
+//! disk formats (#6), the ext4 file system writer (disk/ext4), not yet a backend.
 
 pub mod compress;
 pub mod disk;
