@@ -2,7 +2,7 @@
 //! share the deterministic tar writer and write every artifact under a temporary name first.
 //!
 //! Written so far: the OCI image layout, pushing it to a registry (push.rs) and WSL (#5); of the
-//! disk formats (#6), the container pieces in disk/ (layout, GPT, ESP, raw, VHD, qcow2).
+//! disk formats (#6), the disk backend (disk/): layout, GPT, ESP, ext4, raw, VHD, qcow2.
 
 pub mod compress;
 pub mod disk;
