@@ -309,7 +309,8 @@ pub fn prepare_disk(
 ) -> Result<Vec<String>, BuildError> {
     use crate::configure::boot;
     use crate::emit::disk::image;
-    let lay = image::layout_for(def, arch, packages).map_err(|e| BuildError::Disk(e.to_string()))?;
+    let lay =
+        image::layout_for(def, arch, packages).map_err(|e| BuildError::Disk(e.to_string()))?;
     let mounts: Vec<boot::Mount> = lay
         .partitions
         .iter()
@@ -329,7 +330,10 @@ pub fn prepare_disk(
         .collect();
     tree.mkdir_p("/etc", 0o755, epoch)?;
     let entry = Entry {
-        kind: Kind::File { size: 0, link: None },
+        kind: Kind::File {
+            size: 0,
+            link: None,
+        },
         mtime: epoch,
         ..Entry::dir(0o644)
     };
@@ -344,10 +348,18 @@ pub fn prepare_disk(
             ));
         }
         Bootloader::SystemdBoot => {
-            let esp = lay.by_mount("/boot/efi").or_else(|| lay.by_mount("/efi")).ok_or_else(|| {
-                BuildError::Disk("systemd-boot needs an EFI system partition mounted at /boot/efi or /efi".into())
-            })?;
-            let root = lay.by_mount("/").ok_or_else(|| BuildError::Disk("the disk has no partition mounted at /".into()))?;
+            let esp = lay
+                .by_mount("/boot/efi")
+                .or_else(|| lay.by_mount("/efi"))
+                .ok_or_else(|| {
+                    BuildError::Disk(
+                        "systemd-boot needs an EFI system partition mounted at /boot/efi or /efi"
+                            .into(),
+                    )
+                })?;
+            let root = lay
+                .by_mount("/")
+                .ok_or_else(|| BuildError::Disk("the disk has no partition mounted at /".into()))?;
             let plan = boot::BootPlan {
                 esp: esp.mount.clone().unwrap_or_default(),
                 title: def.description.clone().unwrap_or_else(|| def.name.clone()),
@@ -356,16 +368,29 @@ pub fn prepare_disk(
                     "root=PARTUUID={} rw {}",
                     root.part_guid.hyphenated(),
                     def.system.kernel_cmdline.join(" ")
-                ).trim_end().to_string(),
-                efi_arch: match arch { Arch::X86_64 => "x64", Arch::Aarch64 => "aa64" }.into(),
+                )
+                .trim_end()
+                .to_string(),
+                efi_arch: match arch {
+                    Arch::X86_64 => "x64",
+                    Arch::Aarch64 => "aa64",
+                }
+                .into(),
             };
-            let kernels = boot::install_systemd_boot(tree, &plan, epoch).map_err(|e| BuildError::Disk(e.to_string()))?;
+            let kernels = boot::install_systemd_boot(tree, &plan, epoch)
+                .map_err(|e| BuildError::Disk(e.to_string()))?;
             notes.push(format!(
                 "systemd-boot installed with {}",
-                kernels.iter().map(|k| k.version.as_str()).collect::<Vec<_>>().join(", ")
+                kernels
+                    .iter()
+                    .map(|k| k.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
+    // What the initramfs tool wrote carries the build's clock; the image carries the epoch.
+    tree.clamp_mtimes(epoch);
     Ok(notes)
 }
 

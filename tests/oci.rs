@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Repo, kiln_build, run, temp_dir, text, write_definition};
+use common::{Repo, kiln_build, read_mtree, run, temp_dir, text, unescape, write_definition};
 
 /// A fixture definition with an OCI output; `oci` is the body of `outputs.oci`.
 fn definition(dir: &Path, name: &str, oci: &str) -> PathBuf {
@@ -19,38 +19,6 @@ fn definition(dir: &Path, name: &str, oci: &str) -> PathBuf {
         "version: \"2.1\"\npackages:\n  install: [fx-app, fx-files]\nsystem:\n  hostname: fx-oci\noutputs:\n  oci:\n{oci}"
     );
     write_definition(dir, name, Repo::Fixture, &body)
-}
-
-/// kiln's mtree manifest: path → keyword map (paths unescaped, `.` is the root).
-fn read_mtree(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let mut words = line.split(' ');
-        let name = unescape(words.next().unwrap());
-        let kv = words
-            .filter_map(|w| w.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        out.insert(name, kv);
-    }
-    out
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap());
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {

@@ -9,8 +9,8 @@ use super::resolve::{apply_repo_overrides, load_options};
 use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
 use crate::definition::{Arch, DiskFormat};
-use crate::emit::oci::Oci;
 use crate::emit::disk::image::Disk;
+use crate::emit::oci::Oci;
 use crate::emit::wsl::Wsl;
 use crate::emit::{Backend, Image};
 use crate::fetch::{FetchOptions, Progress};
@@ -258,8 +258,11 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     let disk = Disk {
         formats: disk_formats.clone(),
     };
-    let backends: [(Format, &dyn Backend); 3] =
-        [(Format::Oci, &Oci), (Format::Wsl, &Wsl), (Format::Vhd, &disk)];
+    let backends: [(Format, &dyn Backend); 3] = [
+        (Format::Oci, &Oci),
+        (Format::Wsl, &Wsl),
+        (Format::Vhd, &disk),
+    ];
     // A build either delivers every artifact it was asked for or none: what earlier backends
     // wrote goes again when a later one fails.
     let mut written = Written(Vec::new());

@@ -99,7 +99,9 @@ pub fn kernels(tree: &Tree) -> Vec<Kernel> {
 
 /// Makes the initramfs of `kernel` with the image's own generator, unless the image has one
 /// already (a package's %posttrans may have made it). Returns its path in the tree.
-pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel) -> Result<String, BootError> {
+/// Both tools honour SOURCE_DATE_EPOCH (cpio mtimes), and dracut's `--reproducible` sorts and
+/// clamps the archive, so the same image gives the same initramfs.
+pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel, epoch: i64) -> Result<String, BootError> {
     if let Some(i) = &kernel.initrd {
         return Ok(i.clone());
     }
@@ -128,7 +130,13 @@ pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel) -> Result<String, BootEr
     } else {
         return Err(BootError::NoGenerator { version: v.clone() });
     };
-    let out = sandbox::run(tree.root(), &argv, b"")?;
+    let epoch_text = epoch.to_string();
+    let out = sandbox::run_with_env(
+        tree.root(),
+        &argv,
+        b"",
+        &[("SOURCE_DATE_EPOCH", epoch_text.as_str())],
+    )?;
     tree.rescan()?;
     if !out.success() {
         return Err(BootError::Failed {
@@ -269,7 +277,7 @@ pub fn install_systemd_boot(
         epoch,
     )?;
     for k in &mut found {
-        let initrd = make_initramfs(tree, k)?;
+        let initrd = make_initramfs(tree, k, epoch)?;
         k.initrd = Some(initrd.clone());
         let dir = format!("/{}/{}", plan.token, k.version);
         let image = tree.resolve(&k.image)?;
@@ -354,14 +362,14 @@ mod tests {
             ]
         );
         // Without any generator the kernel that needs one is refused with advice.
-        let err = make_initramfs(&mut t, &k[0]).unwrap_err().to_string();
+        let err = make_initramfs(&mut t, &k[0], 0).unwrap_err().to_string();
         assert!(
             err.contains("install dracut (Azure Linux) or initramfs-tools"),
             "{err}"
         );
         // One that has its initramfs keeps it, generator or not.
         assert_eq!(
-            make_initramfs(&mut t, &k[1]).unwrap(),
+            make_initramfs(&mut t, &k[1], 0).unwrap(),
             "/boot/initramfs-6.12.1-1.azl4.x86_64.img"
         );
     }

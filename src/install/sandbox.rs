@@ -43,6 +43,16 @@ fn cstr(p: &Path) -> io::Result<CString> {
 /// fed to it. The host is untouched: mounts made inside die with the child, the network
 /// namespace is empty, the hostname is `localhost`.
 pub fn run(root: &Path, argv: &[String], stdin: &[u8]) -> Result<RunOutput, SandboxError> {
+    run_with_env(root, argv, stdin, &[])
+}
+
+/// [`run`] with extra environment variables (SOURCE_DATE_EPOCH for tools that honour it).
+pub fn run_with_env(
+    root: &Path,
+    argv: &[String],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> Result<RunOutput, SandboxError> {
     let root_c = cstr(root).map_err(SandboxError::Start)?;
     let dev = root.join("dev");
     let has_dev = dev.symlink_metadata().is_ok_and(|m| m.is_dir());
@@ -69,6 +79,7 @@ pub fn run(root: &Path, argv: &[String], stdin: &[u8]) -> Result<RunOutput, Sand
         .env("HOME", "/root")
         .env("LANG", "C.UTF-8")
         .env("TERM", "dumb")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

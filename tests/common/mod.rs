@@ -2,6 +2,7 @@
 // Each test crate compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -176,4 +177,36 @@ pub fn write_definition(dir: &Path, name: &str, repo: Repo, body: &str) -> PathB
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(&file, def).unwrap();
     file
+}
+
+/// kiln's mtree manifest: path → keyword map (paths unescaped, `.` is the root).
+pub fn read_mtree(path: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut words = line.split(' ');
+        let name = unescape(words.next().unwrap());
+        let kv = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.insert(name, kv);
+    }
+    out
+}
+
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap());
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }

@@ -82,7 +82,11 @@ impl Backend for Disk {
                 .open(raw_pending.path())
                 .map_err(io_err(raw_pending.path()))?;
             write_partitions(&raw, &lay, image.tree, image.epoch).map_err(disk_err)?;
-            let mounts: Vec<String> = lay.partitions.iter().filter_map(|p| p.mount.clone()).collect();
+            let mounts: Vec<String> = lay
+                .partitions
+                .iter()
+                .filter_map(|p| p.mount.clone())
+                .collect();
             for p in &lay.partitions {
                 if p.filesystem != Some(Filesystem::Ext4) {
                     continue;
