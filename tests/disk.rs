@@ -323,3 +323,75 @@ fn vhd_boots_to_multi_user_under_qemu() {
         start.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn kiln_inspect_reads_the_disk_back() {
+    let b = built();
+    let raw = b.out.join("bootvm-x86_64.raw");
+    let o = run(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("inspect")
+        .arg(b.out.join("bootvm-x86_64.vhd")));
+    let said = text(&o.stdout);
+    assert!(
+        said.contains("container: VHD (fixed), virtual size 5 GiB (5368709120 bytes)"),
+        "{said}"
+    );
+    // The same partitions, GUIDs and file systems as sfdisk and blkid-style readers see.
+    let sf = run(Command::new("sfdisk").arg("--json").arg(&raw));
+    let sf: serde_json::Value = serde_json::from_slice(&sf.stdout).unwrap();
+    let table = &sf["partitiontable"];
+    assert!(
+        said.contains(&format!(
+            "disk GUID {}",
+            table["id"].as_str().unwrap().to_lowercase()
+        )),
+        "{said}"
+    );
+    for p in table["partitions"].as_array().unwrap() {
+        let uuid = p["uuid"].as_str().unwrap().to_lowercase();
+        assert!(said.contains(&format!("PARTUUID {uuid}")), "{uuid}: {said}");
+    }
+    assert!(
+        said.contains("EFI system") && said.contains("root (x86-64)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("vfat (FAT32), label \"ESP\"")
+            || said.contains("vfat (FAT32), label \"esp\""),
+        "{said}"
+    );
+    assert!(said.contains("ext4, label \"root\""), "{said}");
+    assert!(
+        said.contains("kernel command line: console=ttyS0 earlyprintk=ttyS0 net.ifnames=0"),
+        "{said}"
+    );
+    let tree = b.out.join("bootvm-x86_64");
+    let qa = run(Command::new("rpm").arg("--root").arg(&tree).args([
+        "--dbpath",
+        "/usr/lib/sysimage/rpm",
+        "-qa",
+    ]));
+    let n = text(&qa.stdout).lines().count();
+    assert!(said.contains(&format!("packages: {n}\n")), "{n}: {said}");
+    // The raw disk reads the same, less the container line.
+    let o = run(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("inspect")
+        .arg(&raw));
+    assert!(
+        text(&o.stdout).contains("container: raw, 5 GiB"),
+        "{}",
+        text(&o.stdout)
+    );
+    // Not a disk: a clear error.
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("inspect")
+        .arg(b.dir.join("bootvm.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no GPT partition table"),
+        "{}",
+        text(&o.stderr)
+    );
+}

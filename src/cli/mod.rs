@@ -11,6 +11,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Problem};
 
 mod build;
+mod inspect;
 mod push;
 mod resolve;
 
@@ -154,6 +155,12 @@ pub enum Command {
         #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
         creds: Option<String>,
     },
+    /// Show what a built disk image (raw or VHD) holds: partitions, file systems, labels,
+    /// UUIDs, kernel command line, package count.
+    Inspect {
+        /// The disk image.
+        image: PathBuf,
+    },
     /// Print the JSON Schema of the image definition.
     Schema,
     /// Print a shell completion script.
@@ -283,6 +290,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 quiet: cli.quiet,
             },
         ),
+        Command::Inspect { image } => inspect::inspect(&ui, &image),
         Command::Schema => {
             println!("{}", schema_json());
             ExitCode::SUCCESS
