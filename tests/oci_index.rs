@@ -122,12 +122,9 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-#[test]
-fn two_architectures_make_an_image_index_that_skopeo_resolves() {
-    let dir = temp_dir("oci-index");
-    let def = definition(&dir);
-    let trees = [tree(&dir, Arch::X86_64), tree(&dir, Arch::Aarch64)];
-    let images: Vec<Image<'_>> = trees
+/// The two trees as the backend receives them: x86_64, then aarch64.
+fn images(trees: &[Tree; 2]) -> Vec<Image<'_>> {
+    trees
         .iter()
         .zip([Arch::X86_64, Arch::Aarch64])
         .map(|(tree, arch)| Image {
@@ -136,7 +133,15 @@ fn two_architectures_make_an_image_index_that_skopeo_resolves() {
             epoch: EPOCH,
             packages: &[],
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn two_architectures_make_an_image_index_that_skopeo_resolves() {
+    let dir = temp_dir("oci-index");
+    let def = definition(&dir);
+    let trees = [tree(&dir, Arch::X86_64), tree(&dir, Arch::Aarch64)];
+    let images = images(&trees);
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let artifacts = Oci.emit(&def, &images, &out).unwrap();
@@ -291,16 +296,7 @@ fn two_architectures_make_an_image_index_that_skopeo_resolves() {
 fn platforms_choose_which_architectures_the_image_holds() {
     let dir = temp_dir("oci-platforms");
     let trees = [tree(&dir, Arch::X86_64), tree(&dir, Arch::Aarch64)];
-    let images: Vec<Image<'_>> = trees
-        .iter()
-        .zip([Arch::X86_64, Arch::Aarch64])
-        .map(|(tree, arch)| Image {
-            tree,
-            arch,
-            epoch: EPOCH,
-            packages: &[],
-        })
-        .collect();
+    let images = images(&trees);
     let def = definition_with(&dir, "    platforms: [linux/arm64/v8]\n");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
