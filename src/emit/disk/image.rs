@@ -69,7 +69,9 @@ impl Backend for Disk {
                 "the vhdx format is not written by kiln yet; use vhd (what Azure takes), raw or qcow2".into(),
             ));
         }
-        let mut artifacts = Vec::new();
+        // Everything is committed once every architecture's disks are written, so a failure in
+        // a later one leaves no earlier one behind.
+        let mut pending = Vec::new();
         for image in images {
             let seed = seed(def, image.packages);
             let lay = layout::plan(&disk_output(def), image.arch, &seed).map_err(disk_err)?;
@@ -135,16 +137,16 @@ impl Backend for Disk {
                 }
             }
             drop(raw);
-            for p in done {
-                let path = p.commit()?;
-                let (sha256, size) = sha256_file(&path)?;
-                artifacts.push(Artifact { path, size, sha256 });
-            }
+            pending.extend(done);
             if self.formats.contains(&DiskFormat::Raw) {
-                let path = raw_pending.commit()?;
-                let (sha256, size) = sha256_file(&path)?;
-                artifacts.push(Artifact { path, size, sha256 });
+                pending.push(raw_pending);
             }
+        }
+        let mut artifacts = Vec::new();
+        for p in pending {
+            let path = p.commit()?;
+            let (sha256, size) = sha256_file(&path)?;
+            artifacts.push(Artifact { path, size, sha256 });
         }
         Ok(artifacts)
     }
