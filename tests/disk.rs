@@ -168,6 +168,8 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
     ] {
         assert!(listing.contains(want), "{want} not on the ESP:\n{listing}");
     }
+    // Extracted partitions are hundreds of MiB: gone once checked (CI disks are small).
+    let _ = std::fs::remove_file(&esp);
 
     // The root: e2fsck clean, and every path of the manifest in it as the tree has it.
     let root = b.dir.join("root.img");
@@ -183,6 +185,7 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
         text(&e.stdout),
         text(&e.stderr)
     );
+    let _ = std::fs::remove_file(&root);
     let reader = Ext4Reader::open(File::open(&raw).unwrap(), root_start).unwrap();
     let manifest = read_mtree(&b.out.join("bootvm-x86_64.mtree"));
     let tree = b.out.join("bootvm-x86_64");
@@ -240,6 +243,7 @@ fn two_disk_builds_are_byte_identical() {
         .arg(b.out.join("bootvm-x86_64.vhd"))
         .arg(again.join("bootvm-x86_64.vhd")));
     assert!(cmp.status.success());
+    let _ = std::fs::remove_dir_all(&again);
 }
 
 #[test]
