@@ -164,12 +164,12 @@ fn relative_paths_follow_the_file_that_names_them() {
 
 #[test]
 fn outputs_not_implemented_yet_say_so_and_fail() {
-    // The disk formats have no backend yet (issue #6); the definition is checked first.
-    let out = kiln(&["build", "examples/demo.yaml", "--format", "vhd,oci"]);
+    // vhdx has no backend yet; the definition is checked first.
+    let out = kiln(&["build", "examples/demo.yaml", "--format", "vhdx,oci"]);
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
     assert!(err.contains("not implemented yet"), "{err}");
-    assert!(err.contains("--format dir"), "{err}");
+    assert!(err.contains("`--format vhd` writes the fixed VHD"), "{err}");
     // An invalid definition is reported as such first.
     let out = kiln(&["build", "tests/definitions/invalid/unknown-key.yaml"]);
     assert_eq!(out.status.code(), Some(1));
