@@ -70,20 +70,12 @@ pub struct Layer {
     pub listed: Vec<String>,
 }
 
-/// Where a package's file lives in the tree: its directories resolved as the image sees them
-/// (`/bin` may be a link to `/usr/bin`), the last component left alone.
-fn canonical(tree: &Tree, path: &str) -> Option<String> {
-    tree.resolve_parent(path).ok()
-}
-
 /// The programs that make an image a shell or package manager image, as tree paths.
 fn forbidden_paths(tree: &Tree) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for dir in BIN_DIRS {
         for name in SHELLS.iter().chain(PACKAGE_MANAGERS.iter()) {
-            if let Some(p) = canonical(tree, &format!("{dir}/{name}")) {
-                out.insert(p);
-            }
+            out.insert(tree.canonical(&format!("{dir}/{name}")));
         }
     }
     out
@@ -111,9 +103,10 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
     // Which packages go: those owning a shell or package manager, unless asked for by name.
     let mut gone = vec![false; image.packages.len()];
     for (i, p) in image.packages.iter().enumerate() {
-        let owns = p.files.iter().any(|f| {
-            !f.is_dir() && canonical(tree, &f.path).is_some_and(|c| forbidden.contains(&c))
-        });
+        let owns = p
+            .files
+            .iter()
+            .any(|f| !f.is_dir() && forbidden.contains(&tree.canonical(&f.path)));
         if !owns {
             continue;
         }
@@ -134,9 +127,7 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
     let mut drop_dirs = BTreeSet::new();
     for (i, p) in image.packages.iter().enumerate() {
         for f in &p.files {
-            let Some(c) = canonical(tree, &f.path) else {
-                continue;
-            };
+            let c = tree.canonical(&f.path);
             if !gone[i] {
                 keep_paths.insert(c);
             } else if f.is_dir() {
@@ -160,9 +151,8 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
         }
     }
     for s in PACKAGE_STATE {
-        if let Some(c) = canonical(tree, s)
-            && tree.get(&c).is_some()
-        {
+        let c = tree.canonical(s);
+        if tree.get(&c).is_some() {
             exclude.insert(c);
         }
     }
@@ -182,7 +172,7 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
 
     accounts(tree, &mut layer)?;
     // /tmp: world-writable and sticky, whatever the packages made of it.
-    let tmp = canonical(tree, "/tmp").unwrap_or_else(|| "/tmp".into());
+    let tmp = tree.canonical("/tmp");
     layer.opts.overlay.insert(tmp, Overlay::dir(0o1777, 0, 0));
 
     // The manifest scanners read instead of the rpm database.
@@ -287,9 +277,7 @@ fn accounts(tree: &Tree, layer: &mut Layer) -> Result<(), EmitError> {
         }
     }
     for u in &mut acc.users {
-        let present = canonical(tree, &u.shell)
-            .and_then(|c| layer.opts.lookup(tree, &c).map(|_| ()))
-            .is_some();
+        let present = layer.opts.lookup(tree, &tree.canonical(&u.shell)).is_some();
         if !present {
             u.shell = nologin.into();
         }
@@ -312,14 +300,14 @@ fn accounts(tree: &Tree, layer: &mut Layer) -> Result<(), EmitError> {
         o.insert("/etc/gshadow".into(), Overlay::file(files.gshadow, 0));
     }
     layer.opts.ensure_dirs(tree, "/home");
-    let root_home = canonical(tree, "/root").unwrap_or_else(|| "/root".into());
+    let root_home = tree.canonical("/root");
     if tree.get(&root_home).is_none() {
         layer
             .opts
             .overlay
             .insert(root_home, Overlay::dir(0o700, 0, 0));
     }
-    let home = canonical(tree, "/home/nonroot").unwrap_or_else(|| "/home/nonroot".into());
+    let home = tree.canonical("/home/nonroot");
     layer
         .opts
         .overlay
@@ -360,5 +348,5 @@ pub fn runtime_entrypoint<'a>(image: &Image<'a>, runtime: &[String]) -> Option<S
             .max_by_key(|path| (base(path).len(), std::cmp::Reverse(path.to_string())))
     })?;
     // As the image sees it: /bin/x in a merged-/usr image is /usr/bin/x.
-    Some(canonical(image.tree, chosen).unwrap_or_else(|| chosen.to_string()))
+    Some(image.tree.canonical(chosen))
 }

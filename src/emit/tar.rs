@@ -110,7 +110,7 @@ impl TarOptions {
         for c in path.split('/').filter(|c| !c.is_empty()) {
             at.push('/');
             at.push_str(c);
-            let resolved = tree.resolve_parent(&at).unwrap_or_else(|_| at.clone());
+            let resolved = tree.canonical(&at);
             let present = self.overlay.contains_key(&resolved)
                 || (tree.get(&resolved).is_some_and(|e| e.kind == Kind::Dir)
                     && !self.excluded(&resolved));

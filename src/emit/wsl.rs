@@ -98,17 +98,11 @@ pub fn file_name(def: &Definition, arch: Arch) -> String {
     format!("{}-{}.wsl", def.name, arch.rpm_name())
 }
 
-/// Where `path` is in the tree: directories resolved as the image sees them.
-fn canonical(tree: &Tree, path: &str) -> String {
-    tree.resolve_parent(path)
-        .unwrap_or_else(|_| path.to_string())
-}
-
 /// Whether `path` (all symlinks followed, as in the image) is a regular file of the layer.
 fn resolves_to_file(tree: &Tree, opts: &TarOptions, path: &str) -> Option<String> {
     let mut p = path.to_string();
     for _ in 0..40 {
-        let c = canonical(tree, &p);
+        let c = tree.canonical(&p);
         match opts.lookup(tree, &c)? {
             super::tar::Item::Tree(e) => match &e.kind {
                 Kind::File { .. } => return Some(c),
@@ -157,7 +151,7 @@ fn relative_link(link: &str, target: &str) -> String {
 
 /// Puts a file into the layer unless the image already has one there.
 fn fill(tree: &Tree, opts: &mut TarOptions, path: &str, content: Vec<u8>, mode: u32) -> bool {
-    let c = canonical(tree, path);
+    let c = tree.canonical(path);
     if opts.lookup(tree, &c).is_some() {
         return false;
     }
@@ -361,7 +355,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
     let mut notes = Vec::new();
 
     // WSL writes these itself, and the kernel and initramfs come from WSL.
-    let resolv = canonical(tree, "/etc/resolv.conf");
+    let resolv = tree.canonical("/etc/resolv.conf");
     if tree.get(&resolv).is_some() {
         opts.exclude.insert(resolv);
     }
@@ -398,7 +392,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
         ));
     }
     for f in ["/etc/shadow", "/etc/gshadow"] {
-        let c = canonical(tree, f);
+        let c = tree.canonical(f);
         if let Some(text) = tree.read_text(&c) {
             let (clean, dropped) = without_hashes(&text);
             if !dropped.is_empty() {
@@ -438,7 +432,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
             let dest = format!("{ASSET_DIR}/{name}.ico");
             opts.ensure_dirs(tree, ASSET_DIR);
             opts.overlay
-                .insert(canonical(tree, &dest), Overlay::file(bytes, 0o644));
+                .insert(tree.canonical(&dest), Overlay::file(bytes, 0o644));
             Some(dest)
         }
         None => None,
@@ -454,7 +448,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
             let dest = format!("{ASSET_DIR}/terminal-profile.json");
             opts.ensure_dirs(tree, ASSET_DIR);
             opts.overlay
-                .insert(canonical(tree, &dest), Overlay::file(bytes, 0o644));
+                .insert(tree.canonical(&dest), Overlay::file(bytes, 0o644));
             Some(dest)
         }
         None => None,
@@ -515,7 +509,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
         "# Written by kiln (outputs.wsl). See https://aka.ms/wslconf\n[boot]\nsystemd={}\n",
         w.systemd
     );
-    let wsl_conf_path = canonical(tree, "/etc/wsl.conf");
+    let wsl_conf_path = tree.canonical("/etc/wsl.conf");
     if !fill(
         tree,
         &mut opts,
@@ -536,7 +530,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
     }
     // Both root-owned 0644, whoever wrote them.
     for p in ["/etc/wsl-distribution.conf", "/etc/wsl.conf"] {
-        let c = canonical(tree, p);
+        let c = tree.canonical(p);
         if let Some(super::tar::Item::Tree(e)) = opts.lookup(tree, &c)
             && (e.mode & 0o7777 != 0o644 || e.uid != 0 || e.gid != 0)
             && matches!(e.kind, Kind::File { .. })
@@ -563,7 +557,7 @@ pub fn layer(def: &Definition, w: &WslOutput, image: &Image<'_>) -> Result<Layer
                 .find_map(|p| resolves_to_file(tree, &opts, p));
             match systemd {
                 Some(target) => {
-                    let link = canonical(tree, "/sbin/init");
+                    let link = tree.canonical("/sbin/init");
                     if let Some((dir, _)) = link.rsplit_once('/') {
                         opts.ensure_dirs(tree, dir);
                     }
@@ -604,12 +598,12 @@ fn mask_units(tree: &Tree, opts: &mut TarOptions, notes: &mut Vec<String>) {
     for unit in MASKED_UNITS {
         let present = UNIT_DIRS
             .iter()
-            .map(|d| canonical(tree, &format!("{d}/{unit}")))
+            .map(|d| tree.canonical(&format!("{d}/{unit}")))
             .any(|p| opts.lookup(tree, &p).is_some());
         if !present {
             continue;
         }
-        let link = canonical(tree, &format!("/etc/systemd/system/{unit}"));
+        let link = tree.canonical(&format!("/etc/systemd/system/{unit}"));
         if let Some(super::tar::Item::Tree(e)) = opts.lookup(tree, &link)
             && matches!(&e.kind, Kind::Symlink { target } if target == "/dev/null")
         {

@@ -244,6 +244,14 @@ impl Tree {
         Ok(join(&full.iter().map(String::as_str).collect::<Vec<_>>()))
     }
 
+    /// `path` with its directories resolved as the image sees them ([`Tree::resolve_parent`]),
+    /// or as given when that fails (a symlink loop, or one climbing above `/`): such a path names
+    /// nothing in the tree, so lookups with it find nothing either way.
+    pub fn canonical(&self, path: &str) -> String {
+        self.resolve_parent(path)
+            .unwrap_or_else(|_| path.to_string())
+    }
+
     /// Resolves a whole path, following a final symlink too.
     pub fn resolve(&self, path: &str) -> Result<String, TreeError> {
         let parts = components(path)?;
