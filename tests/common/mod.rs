@@ -91,16 +91,17 @@ pub fn debian_repo(profile: &str) -> PathBuf {
 /// A fresh scratch directory for one test, under target/test-tmp (removed and recreated).
 pub fn temp_dir(name: &str) -> PathBuf {
     let base = root().join("target/test-tmp");
-    // Earlier runs' directories of this test are kept for a look after a failure, until the
-    // test runs again: then those of processes that are gone are removed (disk images and
-    // trees add up to gigabytes otherwise).
-    if let Ok(entries) = std::fs::read_dir(&base) {
+    // Directories of test processes that are gone are removed, whichever test made them: disk
+    // images and trees add up to gigabytes, and CI's disk is small. KILN_KEEP_TEST_DIRS=1 keeps
+    // them for a look after a failure.
+    if std::env::var_os("KILN_KEEP_TEST_DIRS").is_none()
+        && let Ok(entries) = std::fs::read_dir(&base)
+    {
         for e in entries.flatten() {
             let file = e.file_name().to_string_lossy().into_owned();
             let Some(pid) = file
-                .strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .and_then(|pid| pid.parse::<u32>().ok())
+                .rsplit_once('-')
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
             else {
                 continue;
             };
