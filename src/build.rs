@@ -337,58 +337,99 @@ pub fn prepare_disk(
         mtime: epoch,
         ..Entry::dir(0o644)
     };
-    tree.put_text("/etc/fstab", &boot::fstab(&mounts), entry)?;
+    tree.put_text("/etc/fstab", &boot::fstab(&mounts), entry.clone())?;
     let mut notes = Vec::new();
     let disk = image::disk_output(def);
-    match disk.bootloader {
-        Bootloader::None => {}
-        Bootloader::Grub2 => {
-            return Err(BuildError::Disk(
-                "bootloader grub2 is not written by kiln yet; use `bootloader: systemd-boot` (or none)".into(),
-            ));
-        }
-        Bootloader::SystemdBoot => {
-            let esp = lay
-                .by_mount("/boot/efi")
-                .or_else(|| lay.by_mount("/efi"))
-                .ok_or_else(|| {
-                    BuildError::Disk(
-                        "systemd-boot needs an EFI system partition mounted at /boot/efi or /efi"
-                            .into(),
-                    )
-                })?;
-            let root = lay
-                .by_mount("/")
-                .ok_or_else(|| BuildError::Disk("the disk has no partition mounted at /".into()))?;
-            let plan = boot::BootPlan {
-                esp: esp.mount.clone().unwrap_or_default(),
-                title: def.description.clone().unwrap_or_else(|| def.name.clone()),
-                token: def.name.clone(),
-                options: format!(
-                    "root=PARTUUID={} rw {}",
-                    root.part_guid.hyphenated(),
-                    def.system.kernel_cmdline.join(" ")
-                )
-                .trim_end()
-                .to_string(),
-                efi_arch: match arch {
-                    Arch::X86_64 => "x64",
-                    Arch::Aarch64 => "aa64",
-                }
-                .into(),
-            };
-            let kernels = boot::install_systemd_boot(tree, &plan, epoch)
-                .map_err(|e| BuildError::Disk(e.to_string()))?;
-            notes.push(format!(
-                "systemd-boot installed with {}",
-                kernels
-                    .iter()
-                    .map(|k| k.version.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+    if disk.bootloader == Bootloader::None {
+        tree.clamp_mtimes(epoch);
+        return Ok(notes);
     }
+    if disk.azure_generation == 1 {
+        return Err(BuildError::Disk(
+            "Azure generation 1 (BIOS boot) is not written by kiln yet: it needs GRUB's i386-pc \
+             core image in the bios-boot partition; use `azure-generation: 2` (UEFI), which \
+             every current Azure VM size supports"
+                .into(),
+        ));
+    }
+    let esp = lay
+        .by_mount("/boot/efi")
+        .or_else(|| lay.by_mount("/efi"))
+        .ok_or_else(|| {
+            BuildError::Disk(
+                "a UEFI bootloader needs an EFI system partition mounted at /boot/efi or /efi"
+                    .into(),
+            )
+        })?;
+    let root = lay
+        .by_mount("/")
+        .ok_or_else(|| BuildError::Disk("the disk has no partition mounted at /".into()))?;
+    // Azure's defaults when the definition names no kernel arguments; written to
+    // /etc/kernel/cmdline too, so kernel-install in the VM keeps them.
+    let cmdline: Vec<String> = if def.system.kernel_cmdline.is_empty() {
+        let args: Vec<String> = boot::AZURE_CMDLINE.map(str::to_string).to_vec();
+        tree.mkdir_p("/etc/kernel", 0o755, epoch)?;
+        tree.put_text(
+            "/etc/kernel/cmdline",
+            &format!("{}\n", args.join(" ")),
+            entry,
+        )?;
+        notes.push(format!(
+            "kernel command line: Azure's defaults ({}), as the definition gives none",
+            args.join(" ")
+        ));
+        args
+    } else {
+        def.system.kernel_cmdline.clone()
+    };
+    let plan = boot::BootPlan {
+        esp: esp.mount.clone().unwrap_or_default(),
+        title: def.description.clone().unwrap_or_else(|| def.name.clone()),
+        token: def.name.clone(),
+        options: format!(
+            "root=PARTUUID={} rw {}",
+            root.part_guid.hyphenated(),
+            cmdline.join(" ")
+        )
+        .trim_end()
+        .to_string(),
+        efi_arch: match arch {
+            Arch::X86_64 => "x64",
+            Arch::Aarch64 => "aa64",
+        }
+        .into(),
+    };
+    let (name, kernels) = match disk.bootloader {
+        Bootloader::Grub2 => {
+            let boot_part = lay.by_mount("/boot").unwrap_or(root);
+            let grub = boot::GrubPlan {
+                boot_mount: boot_part.mount.clone().unwrap_or_else(|| "/".into()),
+                boot_fs_uuid: match boot_part.filesystem {
+                    Some(Filesystem::Vfat) => boot_part.fat_uuid(),
+                    _ => boot_part.fs_uuid.hyphenated().to_string(),
+                },
+                boot: plan,
+            };
+            (
+                "GRUB 2",
+                boot::install_grub2(tree, &grub, epoch)
+                    .map_err(|e| BuildError::Disk(e.to_string()))?,
+            )
+        }
+        _ => (
+            "systemd-boot",
+            boot::install_systemd_boot(tree, &plan, epoch)
+                .map_err(|e| BuildError::Disk(e.to_string()))?,
+        ),
+    };
+    notes.push(format!(
+        "{name} installed with {}",
+        kernels
+            .iter()
+            .map(|k| k.version.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     // What the initramfs tool wrote carries the build's clock; the image carries the epoch.
     tree.clamp_mtimes(epoch);
     Ok(notes)

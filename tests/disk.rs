@@ -1,28 +1,33 @@
-//! `kiln build --format vhd,raw` of a bootable Debian-binary image, checked with the standard
-//! disk tools and kiln's ext4 reader against the staging tree; and, with KILN_BOOT_TESTS=1 (CI
-//! sets it), booted under QEMU (q35, TCG, OVMF) to multi-user.target.
+//! `kiln build --format vhd,raw` of bootable Debian-binary images (GRUB 2, systemd-boot), checked
+//! with the standard disk tools and kiln's ext4 reader against the staging tree; and, with
+//! KILN_BOOT_TESTS=1 (CI sets it), booted under QEMU (q35, TCG, OVMF) to multi-user.target.
 
 mod common;
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{Repo, kiln_build, read_mtree, run, temp_dir, text, unescape, write_definition};
 use kiln::emit::disk::ext4::read::{Ext4Reader, FileKind};
 use kiln::emit::disk::sparse;
+use regex::Regex;
 
-/// A VM image from the Debian `server` fixtures: systemd-boot, a kernel whose initramfs
-/// initramfs-tools makes in the sandbox, a user, and a unit that reports on ttyS0 and powers
-/// off. (No `rootdelay=300`: that Azure default would stall the initramfs for five minutes.)
+type Manifest = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A VM image from the Debian `server` fixtures: the default bootloader (GRUB 2, made by the
+/// image's grub-mkimage), a kernel whose initramfs initramfs-tools makes in the sandbox, a user,
+/// and a unit that reports on ttyS0 and powers off. (No `rootdelay=300`: that Azure default
+/// would stall the initramfs for five minutes.)
 const BODY: &str = r#"version: "1"
 description: kiln boot test
 packages:
-  install: [base-files, base-passwd, bash, coreutils, systemd, systemd-sysv, udev, kmod, util-linux, linux-image-amd64, initramfs-tools, grep, gzip, cpio, findutils, sed, mawk, dash, libc-bin, systemd-boot-efi, login, passwd]
+  install: [base-files, base-passwd, bash, coreutils, systemd, systemd-sysv, udev, kmod, util-linux, linux-image-amd64, initramfs-tools, grep, gzip, cpio, findutils, sed, mawk, dash, libc-bin, systemd-boot-efi, grub-efi-amd64-bin, grub-common, login, passwd]
   docs: false
 system:
   hostname: kiln-boot
@@ -49,8 +54,17 @@ system:
 outputs:
   disk:
     formats: [vhd]
-    bootloader: systemd-boot
 "#;
+
+/// Builds and boots one at a time: each takes gigabytes of disk and both cores.
+fn heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The default layout's partitions: a 200 MiB ESP at 1 MiB, the root after it.
+const ESP: (u64, u64) = (1 << 20, 200 << 20);
+const ROOT_START: u64 = 201 << 20;
 
 struct Built {
     dir: PathBuf,
@@ -106,6 +120,190 @@ fn extract(img: &Path, start: u64, size: u64, to: &Path) {
     }
 }
 
+/// fsck.fat -n on the ESP (copied out: fsck.fat takes no offset), and the paths mtools lists.
+fn check_esp(img: &Path, work: &Path, want: &[&str]) {
+    let esp = work.join("esp.img");
+    extract(img, ESP.0, ESP.1, &esp);
+    let f = Command::new("fsck.fat")
+        .args(["-n"])
+        .arg(&esp)
+        .output()
+        .unwrap();
+    assert!(
+        f.status.success(),
+        "fsck.fat -n:\n{}{}",
+        text(&f.stdout),
+        text(&f.stderr)
+    );
+    let dir = run(Command::new("mdir")
+        .args(["-/", "-b", "-i"])
+        .arg(&esp)
+        .arg("::"));
+    let listing = text(&dir.stdout);
+    for w in want {
+        assert!(listing.contains(w), "{w} not on the ESP:\n{listing}");
+    }
+    // Gone once checked: CI disks are small.
+    let _ = std::fs::remove_file(&esp);
+}
+
+/// e2fsck -fn on the root partition, read in place (`?offset=` is e2fsprogs' unix I/O
+/// option); returns its report.
+fn check_root(img: &Path) -> String {
+    let e = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(format!("{}?offset={ROOT_START}", img.display()))
+        .output()
+        .unwrap();
+    assert!(
+        e.status.success(),
+        "e2fsck -fn:\n{}{}",
+        text(&e.stdout),
+        text(&e.stderr)
+    );
+    text(&e.stdout)
+}
+
+/// The root read back by e2fsprogs' own debugfs, in place: `stat` and `ea_list` of every path of
+/// the manifest (type, mode, owner, size, mtime, xattr names, fast symlink targets), then every
+/// file and slow symlink `dump`ed in batches of at most 64 MiB, compared with the staging tree
+/// and removed. Returns how many paths were compared.
+fn debugfs_walk(img: &Path, manifest: &Manifest, tree: &Path, work: &Path) -> usize {
+    let device = format!("{}?offset={ROOT_START}", img.display());
+    let debugfs = |cmds: &str, name: &str| -> String {
+        let file = work.join(name);
+        std::fs::write(&file, cmds).unwrap();
+        let o = run(Command::new("debugfs").arg("-f").arg(&file).arg(&device));
+        let _ = std::fs::remove_file(&file);
+        text(&o.stdout)
+    };
+    // Paths as debugfs takes them; what is below the ESP's mount point is on the ESP.
+    let paths: Vec<(String, &BTreeMap<String, String>)> = manifest
+        .iter()
+        .map(|(p, kv)| {
+            let p = p.trim_start_matches('.');
+            (
+                if p.is_empty() {
+                    "/".to_string()
+                } else {
+                    p.to_string()
+                },
+                kv,
+            )
+        })
+        .filter(|(p, _)| !p.starts_with("/boot/efi/"))
+        .collect();
+    assert!(paths.iter().all(|(p, _)| !p.contains(['"', '\n'])));
+    let mut cmds = String::new();
+    for (p, _) in &paths {
+        cmds.push_str(&format!("stat \"{p}\"\nea_list \"{p}\"\n"));
+    }
+    let out = debugfs(&cmds, "stat.cmds");
+    let mut sections: HashMap<String, String> = HashMap::new();
+    let mut cur = String::new();
+    for line in out.lines() {
+        if let Some(cmd) = line.strip_prefix("debugfs: ") {
+            cur = cmd.to_string();
+            sections.insert(cur.clone(), String::new());
+        } else if let Some(s) = sections.get_mut(&cur) {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    let re_type = Regex::new(r"Type: (.+?)\s+Mode:\s+(\d+)").unwrap();
+    let re_owner =
+        Regex::new(r"User:\s+(\d+)\s+Group:\s+(\d+)\s+Project:\s+\d+\s+Size: (\d+)").unwrap();
+    let re_mtime = Regex::new(r"(?m)^ mtime: 0x([0-9a-f]+)").unwrap();
+    let re_fast = Regex::new(r#"Fast link dest: "(.*)""#).unwrap();
+    let re_ea = Regex::new(r"(?m)^  (\S+) \(\d+\)").unwrap();
+    let mut dumps = Vec::new();
+    for (p, kv) in &paths {
+        let st = &sections[&format!("stat \"{p}\"")];
+        let t = re_type.captures(st).unwrap_or_else(|| panic!("{p}: {st}"));
+        let kind = match &t[1] {
+            "regular" => "file",
+            "directory" => "dir",
+            "symlink" => "link",
+            "character special" => "char",
+            "block special" => "block",
+            "FIFO" => "fifo",
+            other => panic!("{p}: debugfs type {other}"),
+        };
+        assert_eq!(kind, kv["type"], "{p}: type");
+        assert_eq!(
+            format!("{:04o}", u32::from_str_radix(&t[2], 8).unwrap()),
+            kv["mode"],
+            "{p}: mode"
+        );
+        let o = re_owner.captures(st).unwrap();
+        assert_eq!(
+            (&o[1], &o[2]),
+            (kv["uid"].as_str(), kv["gid"].as_str()),
+            "{p}: owner"
+        );
+        let mtime = i64::from_str_radix(&re_mtime.captures(st).unwrap()[1], 16).unwrap();
+        assert_eq!(format!("{mtime}.0"), kv["time"], "{p}: mtime");
+        let mut xattrs: Vec<String> = re_ea
+            .captures_iter(&sections[&format!("ea_list \"{p}\"")])
+            .map(|c| c[1].to_string())
+            .collect();
+        xattrs.sort();
+        let want: Vec<String> = kv
+            .keys()
+            .filter_map(|k| k.strip_prefix("xattr.").map(unescape))
+            .collect();
+        assert_eq!(xattrs, want, "{p}: xattrs");
+        let size: u64 = o[3].parse().unwrap();
+        match kind {
+            "file" => {
+                assert_eq!(size.to_string(), kv["size"], "{p}: size");
+                dumps.push((p.clone(), size));
+            }
+            "link" => {
+                let target = unescape(&kv["link"]);
+                assert_eq!(size, target.len() as u64, "{p}: link size");
+                match re_fast.captures(st) {
+                    Some(c) => assert_eq!(&c[1], target, "{p}: link"),
+                    None => dumps.push((p.clone(), size)),
+                }
+            }
+            _ => {}
+        }
+    }
+    // Contents, a batch at a time so that the copy never takes more than 64 MiB of disk.
+    let scratch = work.join("debugfs-dump");
+    let mut rest = dumps.as_slice();
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && (n == 0 || bytes + rest[n].1 <= 64 << 20) {
+            bytes += rest[n].1;
+            n += 1;
+        }
+        let (batch, more) = rest.split_at(n);
+        rest = more;
+        std::fs::create_dir_all(&scratch).unwrap();
+        let cmds: String = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| format!("dump \"{p}\" \"{}/{i}\"\n", scratch.display()))
+            .collect();
+        debugfs(&cmds, "dump.cmds");
+        for (i, (p, _)) in batch.iter().enumerate() {
+            let got = std::fs::read(scratch.join(i.to_string()))
+                .unwrap_or_else(|e| panic!("debugfs dumped no {p}: {e}"));
+            let host = tree.join(&p[1..]);
+            let want = match manifest[&format!(".{p}")].get("link") {
+                Some(l) => unescape(l).into_bytes(),
+                None => std::fs::read(&host).unwrap(),
+            };
+            assert!(got == want, "{p}: content differs in debugfs's dump");
+        }
+        std::fs::remove_dir_all(&scratch).unwrap();
+    }
+    paths.len()
+}
+
 #[test]
 fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
     let b = built();
@@ -142,52 +340,22 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
     let (root_start, root_size) = (parts[1].1, parts[1].2);
     assert_eq!(esp_size, 200 << 20);
 
-    // The ESP: fsck.fat clean, systemd-boot and the kernel's entry on it.
-    let esp = b.dir.join("esp.img");
-    extract(&raw, esp_start, esp_size, &esp);
-    let f = Command::new("fsck.fat")
-        .args(["-n"])
-        .arg(&esp)
-        .output()
-        .unwrap();
-    assert!(
-        f.status.success(),
-        "fsck.fat -n:\n{}{}",
-        text(&f.stdout),
-        text(&f.stderr)
+    assert_eq!(
+        (esp_start, esp_size, root_start),
+        (ESP.0, ESP.1, ROOT_START)
     );
-    let dir = run(Command::new("mdir")
-        .args(["-/", "-b", "-i"])
-        .arg(&esp)
-        .arg("::"));
-    let listing = text(&dir.stdout);
-    for want in [
-        "::/EFI/BOOT/BOOTX64.EFI",
-        "::/loader/loader.conf",
-        "::/bootvm/",
-    ] {
-        assert!(listing.contains(want), "{want} not on the ESP:\n{listing}");
-    }
-    // Gone once checked: CI disks are small.
-    let _ = std::fs::remove_file(&esp);
 
-    // The root: e2fsck clean, read in place (`?offset=` is e2fsprogs' unix I/O option), and
-    // every path of the manifest in it as the tree has it.
-    let e = Command::new("e2fsck")
-        .args(["-fn"])
-        .arg(format!("{}?offset={root_start}", raw.display()))
-        .output()
-        .unwrap();
-    assert!(
-        e.status.success(),
-        "e2fsck -fn:\n{}{}",
-        text(&e.stdout),
-        text(&e.stderr)
+    // The ESP: fsck.fat clean, GRUB (and the stub that finds the root) on it.
+    check_esp(
+        &raw,
+        &b.dir,
+        &["::/EFI/BOOT/BOOTX64.EFI", "::/EFI/BOOT/grub.cfg"],
     );
+    // The root: e2fsck clean, and every path of the manifest in it as the tree has it.
+    let fsck = check_root(&raw);
     assert!(
-        text(&e.stdout).contains(&format!("/{} blocks", root_size / 4096)),
-        "e2fsck read another file system:\n{}",
-        text(&e.stdout)
+        fsck.contains(&format!("/{} blocks", root_size / 4096)),
+        "e2fsck read another file system:\n{fsck}"
     );
     let reader = Ext4Reader::open(File::open(&raw).unwrap(), root_start).unwrap();
     let manifest = read_mtree(&b.out.join("bootvm-x86_64.mtree"));
@@ -227,6 +395,9 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
         checked += 1;
     }
     assert!(checked > 5000, "only {checked} paths");
+    // And the same paths as e2fsprogs reads them.
+    let walked = debugfs_walk(&raw, &manifest, &tree, &b.dir);
+    assert_eq!(walked, checked);
     // fstab names the two filesystems by UUID.
     let fstab = text(&reader.read_file("/etc/fstab").unwrap());
     assert!(
@@ -238,6 +409,7 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
 #[test]
 fn two_disk_builds_are_byte_identical() {
     let b = built();
+    let _one = heavy();
     let def = b.dir.join("bootvm.yaml");
     let again = b.dir.join("again");
     let o = kiln_build(&def, &again, "vhd");
@@ -249,15 +421,17 @@ fn two_disk_builds_are_byte_identical() {
     let _ = std::fs::remove_dir_all(&again);
 }
 
-#[test]
-fn vhd_boots_to_multi_user_under_qemu() {
+fn boot_tests_on() -> bool {
     if std::env::var_os("KILN_BOOT_TESTS").is_none() {
         eprintln!("skipped: set KILN_BOOT_TESTS=1 to boot the VHD under QEMU (about a minute)");
-        return;
+        return false;
     }
-    let b = built();
-    let vhd = b.out.join("bootvm-x86_64.vhd");
-    let vars = b.dir.join("OVMF_VARS.fd");
+    true
+}
+
+/// Boots `vhd` under QEMU (q35, TCG, OVMF) and checks what the report unit printed on ttyS0.
+fn boot_and_check(vhd: &Path, work: &Path) {
+    let vars = work.join("OVMF_VARS.fd");
     std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
     let mut child = Command::new("qemu-system-x86_64")
         .args([
@@ -329,6 +503,49 @@ fn vhd_boots_to_multi_user_under_qemu() {
         "booted and reported in {:.0} s",
         start.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn vhd_boots_to_multi_user_under_qemu() {
+    if !boot_tests_on() {
+        return;
+    }
+    let b = built();
+    let _one = heavy();
+    boot_and_check(&b.out.join("bootvm-x86_64.vhd"), &b.dir);
+}
+
+/// systemd-boot, the other bootloader: the loader, the kernel and its entry on the ESP; booted
+/// too when boot tests are on.
+#[test]
+fn systemd_boot_vhd_passes_the_tools_and_boots() {
+    let _one = heavy();
+    let dir = temp_dir("disk-sdboot");
+    let body = BODY.replace(
+        "    formats: [vhd]\n",
+        "    formats: [vhd]\n    bootloader: systemd-boot\n",
+    );
+    let def = write_definition(&dir, "sdboot", Repo::Debian("server"), &body);
+    let out = dir.join("out");
+    let o = kiln_build(&def, &out, "vhd");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let vhd = out.join("sdboot-x86_64.vhd");
+    check_esp(
+        &vhd,
+        &dir,
+        &[
+            "::/EFI/BOOT/BOOTX64.EFI",
+            "::/EFI/systemd/systemd-bootx64.efi",
+            "::/loader/loader.conf",
+            "::/loader/entries/sdboot-6.",
+            "::/sdboot/6.",
+        ],
+    );
+    check_root(&vhd);
+    if boot_tests_on() {
+        boot_and_check(&vhd, &dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

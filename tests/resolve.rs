@@ -792,3 +792,70 @@ fn definition_mode_with_repo_overrides() {
     assert_eq!(v["results"][0]["arch"], "x86_64");
     assert_eq!(v["results"][0]["total"]["count"], 5);
 }
+
+#[test]
+fn repo_file_replaces_every_repository_of_the_definition() {
+    let cache = temp_dir("repo-file");
+    // Azure Linux's own image definitions name repositories this machine cannot reach; a mirror's
+    // .repo file takes their place (the image-configs' intended air-gapped use).
+    let def = cache.join("image.yaml");
+    std::fs::write(
+        &def,
+        "name: mirrored\nrepositories:\n  - id: far-away\n    baseurl: [https://unreachable.invalid/repo]\nper-arch:\n  x86_64:\n    repositories:\n      - id: far-arch\n        baseurl: [https://unreachable.invalid/arch]\npackages:\n  install: [fx-app]\n",
+    )
+    .unwrap();
+    let repo_file = fixture_repo().join("kiln-fixture.repo");
+    let def_s = def.to_str().unwrap();
+    let out = kiln(
+        &[
+            "resolve",
+            def_s,
+            "--repo-file",
+            repo_file.to_str().unwrap(),
+            "--json",
+        ],
+        &cache,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repos: BTreeSet<String> = v["results"][0]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["repo"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(repos, BTreeSet::from(["kiln-fixture".to_string()]));
+    // --repo then applies on top of the file's repositories.
+    let out = kiln(
+        &[
+            "resolve",
+            def_s,
+            "--repo-file",
+            repo_file.to_str().unwrap(),
+            "--repo",
+            "far-away=file:///nowhere",
+        ],
+        &cache,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has no repository `far-away` (it has: kiln-fixture)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A missing file is named.
+    let out = kiln(
+        &["resolve", def_s, "--repo-file", "/nonexistent.repo"],
+        &cache,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--repo-file /nonexistent.repo"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -66,7 +66,14 @@ fn can_run(arch: Arch) -> bool {
 }
 
 pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
-    let Some(loaded) = load(ui, &a.definition, a.arch.clone()) else {
+    let Some(loaded) = load(
+        ui,
+        &a.definition,
+        crate::definition::LoadOptions {
+            arches: a.arch.clone(),
+            repo_files: a.repos.repo_file.clone(),
+        },
+    ) else {
         return ExitCode::from(exit::FAILURE);
     };
     let formats = if a.formats.is_empty() {

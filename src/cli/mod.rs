@@ -62,6 +62,10 @@ pub struct RepoArgs {
     /// adds one (repeatable). Without a definition, the repositories to resolve against.
     #[arg(long = "repo", value_name = "[ID=]URL")]
     pub repo: Vec<String>,
+    /// A dnf .repo file whose repositories replace all of the definition's (repeatable; for
+    /// mirrors and air-gapped builds). `--repo` then applies on top.
+    #[arg(long = "repo-file", value_name = "FILE")]
+    pub repo_file: Vec<PathBuf>,
     /// Download remote metadata again even if the cached copy is fresh.
     #[arg(long, conflicts_with = "offline")]
     pub refresh: bool,
@@ -344,8 +348,8 @@ pub fn schema_json() -> String {
 }
 
 /// Loads a definition and prints its problems; `None` if it is invalid.
-pub(crate) fn load(ui: &Ui, path: &Path, arches: Vec<Arch>) -> Option<Loaded> {
-    match definition::load(path, &LoadOptions { arches }) {
+pub(crate) fn load(ui: &Ui, path: &Path, opts: LoadOptions) -> Option<Loaded> {
+    match definition::load(path, &opts) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 ui.problem(w);
@@ -369,7 +373,11 @@ pub(crate) fn load(ui: &Ui, path: &Path, arches: Vec<Arch>) -> Option<Loaded> {
 fn validate(ui: &Ui, paths: &[PathBuf], arches: Vec<Arch>, show: bool) -> ExitCode {
     let mut failed = false;
     for path in paths {
-        let Some(loaded) = load(ui, path, arches.clone()) else {
+        let opts = LoadOptions {
+            arches: arches.clone(),
+            repo_files: Vec::new(),
+        };
+        let Some(loaded) = load(ui, path, opts) else {
             failed = true;
             continue;
         };

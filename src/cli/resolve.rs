@@ -227,7 +227,14 @@ pub fn resolve(ui: &Ui, a: ResolveArgs) -> ExitCode {
 }
 
 fn resolve_definition(ui: &Ui, path: &Path, a: &ResolveArgs, opts: &LoadOptions) -> ExitCode {
-    let Some(loaded) = load(ui, path, a.arch.clone()) else {
+    let Some(loaded) = load(
+        ui,
+        path,
+        crate::definition::LoadOptions {
+            arches: a.arch.clone(),
+            repo_files: a.repos.repo_file.clone(),
+        },
+    ) else {
         return ExitCode::from(exit::FAILURE);
     };
     let mut results = Vec::new();
@@ -381,7 +388,11 @@ fn print_table(ui: &Ui, r: &Resolved) {
 }
 
 pub fn lock(ui: &Ui, path: &Path, repos: &RepoArgs, check: bool, verbose: bool) -> ExitCode {
-    let Some(loaded) = load(ui, path, Vec::new()) else {
+    let opts = crate::definition::LoadOptions {
+        arches: Vec::new(),
+        repo_files: repos.repo_file.clone(),
+    };
+    let Some(loaded) = load(ui, path, opts) else {
         return ExitCode::from(exit::FAILURE);
     };
     let lock_path = lock::path_for(path);

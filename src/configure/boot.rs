@@ -15,6 +15,10 @@ pub enum BootError {
     )]
     NoSystemdBoot { path: String },
     #[error(
+        "bootloader grub2: the image has no GRUB for EFI ({target}); install grub2-efi-{efi_arch} (Azure Linux) or grub-efi-amd64-bin and grub-common (Debian), or choose `bootloader: systemd-boot`"
+    )]
+    NoGrub { target: String, efi_arch: String },
+    #[error(
         "the image has a kernel ({version}) but no initramfs generator: install dracut (Azure Linux) or initramfs-tools"
     )]
     NoGenerator { version: String },
@@ -306,6 +310,317 @@ pub fn install_systemd_boot(
     Ok(found)
 }
 
+/// The kernel command line Azure's VM images use when the definition gives none: the serial
+/// console Azure's boot diagnostics read, a long root wait for slow first attach, and classic
+/// interface names that the Azure agent expects.
+pub const AZURE_CMDLINE: [&str; 4] = [
+    "console=ttyS0",
+    "earlyprintk=ttyS0",
+    "rootdelay=300",
+    "net.ifnames=0",
+];
+
+/// What GRUB needs to know about the disk beyond [`BootPlan`].
+#[derive(Debug, Clone)]
+pub struct GrubPlan {
+    pub boot: BootPlan,
+    /// Where the filesystem holding /boot is mounted (`/`, or `/boot` when it is separate), and
+    /// its UUID, which GRUB searches for.
+    pub boot_mount: String,
+    pub boot_fs_uuid: String,
+}
+
+/// GRUB's platform directory for an EFI architecture suffix.
+fn grub_target(efi_arch: &str) -> &'static str {
+    if efi_arch == "aa64" {
+        "arm64-efi"
+    } else {
+        "x86_64-efi"
+    }
+}
+
+/// The first file of the tree matching `{esp}/EFI/*/NAME` outside `EFI/BOOT`: where the
+/// distribution's shim and grub packages put their signed binaries (`EFI/azurelinux/`).
+fn vendor_efi(tree: &Tree, esp: &str, name: &str) -> Option<String> {
+    let prefix = format!("{esp}/EFI/");
+    tree.entries()
+        .range(prefix.clone()..)
+        .take_while(|(p, _)| p.starts_with(&prefix))
+        .map(|(p, _)| p.clone())
+        .find(|p| {
+            let rest = &p[prefix.len()..];
+            rest.split('/').count() == 2
+                && rest.rsplit('/').next() == Some(name)
+                && !rest.starts_with("BOOT/")
+                && is_file(tree, p)
+        })
+}
+
+/// Modules built into a GRUB image kiln makes: what finding the root by UUID, reading ext4 and
+/// FAT, a serial console and the Linux EFI loader take, and `blscfg` where the image's GRUB has
+/// it. The ESP holds no module directory, so nothing can be loaded later.
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "fat",
+    "ext2",
+    "normal",
+    "configfile",
+    "search",
+    "search_fs_uuid",
+    "search_fs_file",
+    "search_label",
+    "linux",
+    "echo",
+    "test",
+    "all_video",
+    "efi_gop",
+    "serial",
+    "terminal",
+    "gzio",
+    "boot",
+    "chain",
+    "loadenv",
+    "minicmd",
+    "ls",
+    "cat",
+    "reboot",
+    "halt",
+    "sleep",
+    "regexp",
+    "blscfg",
+];
+
+/// GRUB's main configuration. With a GRUB that has `blscfg` (Fedora's and Azure Linux's) the
+/// menu comes from /boot/loader/entries, as on an installed system; otherwise kiln writes the
+/// same entries as menuentries, newest kernel first.
+pub fn grub_cfg(plan: &GrubPlan, blscfg: bool, entries: &[(String, String, String)]) -> String {
+    let mut out = String::from(
+        "# Written by kiln. The menu is the Boot Loader Specification entries in /boot/loader/entries.\n",
+    );
+    out.push_str("set timeout=0\n");
+    if plan
+        .boot
+        .options
+        .split(' ')
+        .any(|o| o.starts_with("console=ttyS"))
+    {
+        out.push_str("serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n");
+    }
+    out.push_str(&format!(
+        "insmod part_gpt\ninsmod ext2\nsearch --no-floppy --fs-uuid --set=root {}\n",
+        plan.boot_fs_uuid
+    ));
+    if blscfg {
+        out.push_str("insmod blscfg\nblscfg\n");
+        return out;
+    }
+    for (version, linux, initrd) in entries {
+        out.push_str(&format!(
+            "menuentry '{} ({version})' --id '{}-{version}' {{\n\tlinux {linux} {}\n\tinitrd {initrd}\n}}\n",
+            plan.boot.title.replace('\'', ""),
+            plan.boot.token,
+            plan.boot.options
+        ));
+    }
+    out
+}
+
+/// The stub on the ESP that GRUB reads first: find the filesystem holding /boot and read the
+/// real configuration there (what Fedora's grub2-efi writes to `EFI/<vendor>/grub.cfg`).
+pub fn grub_stub(boot_fs_uuid: &str, prefix: &str) -> String {
+    format!(
+        "search --no-floppy --fs-uuid --set=dev {boot_fs_uuid}\nset prefix=($dev){prefix}\nexport $prefix\nconfigfile $prefix/grub.cfg\n"
+    )
+}
+
+/// GRUB 2 for UEFI with Boot Loader Specification entries, as Azure Linux lays it out: each
+/// kernel at /boot/vmlinuz-VERSION with its initramfs (made now if needed), an entry per kernel
+/// in /boot/loader/entries, the main configuration in /boot/grub2 (or /boot/grub), and on the
+/// ESP the removable-media path `EFI/BOOT/BOOT<ARCH>.EFI`: shim when the image has it, with
+/// GRUB beside it, else GRUB itself. GRUB is the image's signed binary (`EFI/<vendor>/grub*.efi`)
+/// or, when the image has only GRUB's modules, one made by its own `grub-mkimage`.
+pub fn install_grub2(
+    tree: &mut Tree,
+    plan: &GrubPlan,
+    epoch: i64,
+) -> Result<Vec<Kernel>, BootError> {
+    let arch = plan.boot.efi_arch.clone();
+    let target = grub_target(&arch);
+    let esp = plan.boot.esp.trim_end_matches('/').to_string();
+    let upper = arch.to_ascii_uppercase();
+    let mut found = kernels(tree);
+    if found.is_empty() {
+        return Err(BootError::NoKernel);
+    }
+    let modules = format!("/usr/lib/grub/{target}");
+    let signed = vendor_efi(tree, &esp, &format!("grub{arch}.efi"));
+    let mkimage = ["/usr/bin/grub2-mkimage", "/usr/bin/grub-mkimage"]
+        .into_iter()
+        .find(|p| is_file(tree, p));
+    let shim = vendor_efi(tree, &esp, &format!("shim{arch}.efi"));
+    let grub_dir = if tree.get("/boot/grub2").is_some() || mkimage == Some("/usr/bin/grub2-mkimage")
+    {
+        "/boot/grub2"
+    } else {
+        "/boot/grub"
+    };
+    // Paths as GRUB sees them: relative to the filesystem holding /boot.
+    let on_boot = |p: &str| -> String {
+        if plan.boot_mount == "/" {
+            p.to_string()
+        } else {
+            p.strip_prefix(plan.boot_mount.trim_end_matches('/'))
+                .unwrap_or(p)
+                .to_string()
+        }
+    };
+    let boot_efi = format!("{esp}/EFI/BOOT");
+    tree.mkdir_p(&boot_efi, 0o755, epoch)?;
+    let loader_name = if shim.is_some() {
+        format!("grub{arch}.efi")
+    } else {
+        format!("BOOT{upper}.EFI")
+    };
+    let blscfg = match &signed {
+        Some(g) => {
+            let g = tree.resolve(g)?;
+            copy_in(tree, &g, &format!("{boot_efi}/{loader_name}"), epoch)?;
+            // Fedora's signed GRUB has blscfg built in.
+            true
+        }
+        None => {
+            let (Some(mkimage), true) = (mkimage, tree.get(&modules).is_some()) else {
+                return Err(BootError::NoGrub {
+                    target: target.into(),
+                    efi_arch: arch.clone(),
+                });
+            };
+            let have = |m: &str| is_file(tree, &format!("{modules}/{m}.mod"));
+            let mods: Vec<String> = GRUB_MODULES
+                .iter()
+                .filter(|m| have(m))
+                .map(|m| m.to_string())
+                .collect();
+            let out = format!("{boot_efi}/{loader_name}");
+            if tree.get(&out).is_some() {
+                tree.remove(&out)?;
+            }
+            let mut argv: Vec<String> = [
+                mkimage,
+                "-O",
+                target,
+                "-d",
+                &modules,
+                "-p",
+                "/EFI/BOOT",
+                "-o",
+                &out,
+            ]
+            .map(str::to_string)
+            .to_vec();
+            argv.extend(mods.iter().cloned());
+            let epoch_text = epoch.to_string();
+            let run = sandbox::run_with_env(
+                tree.root(),
+                &argv,
+                b"",
+                &[("SOURCE_DATE_EPOCH", epoch_text.as_str())],
+            )?;
+            tree.rescan()?;
+            if !run.success() {
+                return Err(BootError::Failed {
+                    tool: mkimage.into(),
+                    version: target.into(),
+                    status: run.status,
+                    output: run.output,
+                });
+            }
+            if !is_file(tree, &out) {
+                return Err(BootError::Missing {
+                    tool: mkimage.into(),
+                    version: target.into(),
+                    path: out,
+                });
+            }
+            mods.iter().any(|m| m == "blscfg")
+        }
+    };
+    if let Some(shim) = &shim {
+        let shim = tree.resolve(shim)?;
+        copy_in(tree, &shim, &format!("{boot_efi}/BOOT{upper}.EFI"), epoch)?;
+    }
+    let stub = grub_stub(&plan.boot_fs_uuid, &on_boot(grub_dir));
+    tree.put_text(
+        &format!("{boot_efi}/grub.cfg"),
+        &stub,
+        file_entry(0o644, epoch),
+    )?;
+    if let Some(g) = &signed
+        && let Some((vendor_dir, _)) = g.rsplit_once('/')
+    {
+        let vendor_dir = vendor_dir.to_string();
+        tree.put_text(
+            &format!("{vendor_dir}/grub.cfg"),
+            &stub,
+            file_entry(0o644, epoch),
+        )?;
+    }
+    // Kernels where grub2's kernel-install plugin puts them, and one entry each.
+    tree.mkdir_p("/boot/loader/entries", 0o755, epoch)?;
+    let mut menu = Vec::new();
+    for k in &mut found {
+        let initrd = make_initramfs(tree, k, epoch)?;
+        k.initrd = Some(initrd.clone());
+        let linux = format!("/boot/vmlinuz-{}", k.version);
+        if tree.resolve(&k.image)? != tree.canonical(&linux) {
+            let image = tree.resolve(&k.image)?;
+            copy_in(tree, &image, &linux, epoch)?;
+        }
+        let (linux, initrd) = (on_boot(&linux), on_boot(&initrd));
+        let entry = bls_entry(
+            &plan.boot.title,
+            &k.version,
+            &linux,
+            &initrd,
+            &plan.boot.options,
+        );
+        tree.put_text(
+            &format!(
+                "/boot/loader/entries/{}-{}.conf",
+                plan.boot.token, k.version
+            ),
+            &entry,
+            file_entry(0o644, epoch),
+        )?;
+        menu.push((k.version.clone(), linux, initrd));
+    }
+    menu.sort_by(|a, b| crate::resolve::evr::vercmp(&b.0, &a.0));
+    tree.mkdir_p(grub_dir, 0o755, epoch)?;
+    tree.put_text(
+        &format!("{grub_dir}/grub.cfg"),
+        &grub_cfg(plan, blscfg, &menu),
+        file_entry(0o600, epoch),
+    )?;
+    // grubby and grub2-mkconfig in the running VM keep to the same command line and BLS menu.
+    if tree.get("/etc/default/grub").is_none() {
+        let cmdline = plan
+            .boot
+            .options
+            .split(' ')
+            .filter(|o| !o.starts_with("root=") && *o != "rw" && *o != "ro")
+            .collect::<Vec<_>>()
+            .join(" ");
+        let text = format!(
+            "GRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=\"{}\"\nGRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\nGRUB_TERMINAL_OUTPUT=\"console serial\"\nGRUB_SERIAL_COMMAND=\"serial --speed=115200\"\nGRUB_CMDLINE_LINUX=\"{cmdline}\"\nGRUB_DISABLE_RECOVERY=true\nGRUB_ENABLE_BLSCFG=true\n",
+            plan.boot.title.replace('"', "")
+        );
+        tree.mkdir_p("/etc/default", 0o755, epoch)?;
+        tree.put_text("/etc/default/grub", &text, file_entry(0o644, epoch))?;
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +775,114 @@ mod tests {
         assert_eq!(t.get("/boot/efi/loader/loader.conf").unwrap().mtime, 5);
         // Installing again (a rebuild of the same tree) replaces, never fails on, its files.
         install_systemd_boot(&mut t, &plan, 5).unwrap();
+    }
+
+    fn grub_plan() -> GrubPlan {
+        GrubPlan {
+            boot: BootPlan {
+                esp: "/boot/efi".into(),
+                title: "Azure Linux 4.0".into(),
+                token: "azl-vm".into(),
+                options: "root=PARTUUID=0000 rw console=ttyS0 net.ifnames=0".into(),
+                efi_arch: "x64".into(),
+            },
+            boot_mount: "/".into(),
+            boot_fs_uuid: "1111-uuid".into(),
+        }
+    }
+
+    #[test]
+    fn grub2_uses_the_images_signed_grub_behind_shim_with_bls_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tree::create(&dir.path().join("root")).unwrap();
+        t.mkdir_p("/usr/lib/modules/6.12.1", 0o755, 0).unwrap();
+        t.put_text("/usr/lib/modules/6.12.1/vmlinuz", "MZ-kernel", file(0o755))
+            .unwrap();
+        t.mkdir_p("/boot", 0o755, 0).unwrap();
+        t.put_text("/boot/initramfs-6.12.1.img", "initrd", file(0o600))
+            .unwrap();
+        let err = install_grub2(&mut t, &grub_plan(), 5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no GRUB for EFI (x86_64-efi); install grub2-efi-x64"),
+            "{err}"
+        );
+        t.mkdir_p("/boot/efi/EFI/azurelinux", 0o700, 0).unwrap();
+        t.put_text(
+            "/boot/efi/EFI/azurelinux/grubx64.efi",
+            "MZ-grub",
+            file(0o700),
+        )
+        .unwrap();
+        t.put_text(
+            "/boot/efi/EFI/azurelinux/shimx64.efi",
+            "MZ-shim",
+            file(0o700),
+        )
+        .unwrap();
+        t.mkdir_p("/boot/grub2", 0o755, 0).unwrap();
+        let k = install_grub2(&mut t, &grub_plan(), 5).unwrap();
+        assert_eq!(k.len(), 1);
+        let text = |p: &str| t.read_text(p).unwrap_or_else(|| panic!("no {p}"));
+        // shim at the removable-media path loads grubx64.efi from beside itself.
+        assert_eq!(text("/boot/efi/EFI/BOOT/BOOTX64.EFI"), "MZ-shim");
+        assert_eq!(text("/boot/efi/EFI/BOOT/grubx64.efi"), "MZ-grub");
+        let stub = "search --no-floppy --fs-uuid --set=dev 1111-uuid\nset prefix=($dev)/boot/grub2\nexport $prefix\nconfigfile $prefix/grub.cfg\n";
+        assert_eq!(text("/boot/efi/EFI/BOOT/grub.cfg"), stub);
+        assert_eq!(text("/boot/efi/EFI/azurelinux/grub.cfg"), stub);
+        assert_eq!(text("/boot/vmlinuz-6.12.1"), "MZ-kernel");
+        assert_eq!(
+            text("/boot/loader/entries/azl-vm-6.12.1.conf"),
+            bls_entry(
+                "Azure Linux 4.0",
+                "6.12.1",
+                "/boot/vmlinuz-6.12.1",
+                "/boot/initramfs-6.12.1.img",
+                "root=PARTUUID=0000 rw console=ttyS0 net.ifnames=0"
+            )
+        );
+        let cfg = text("/boot/grub2/grub.cfg");
+        assert!(
+            cfg.contains("search --no-floppy --fs-uuid --set=root 1111-uuid\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("terminal_output serial console\n"), "{cfg}");
+        assert!(cfg.ends_with("insmod blscfg\nblscfg\n"), "{cfg}");
+        let default = text("/etc/default/grub");
+        assert!(
+            default.contains("GRUB_CMDLINE_LINUX=\"console=ttyS0 net.ifnames=0\"\n")
+                && default.contains("GRUB_ENABLE_BLSCFG=true\n"),
+            "{default}"
+        );
+        // Again on the same tree (a rebuild) replaces its files.
+        install_grub2(&mut t, &grub_plan(), 5).unwrap();
+    }
+
+    #[test]
+    fn grub_without_blscfg_gets_menuentries_newest_first_relative_to_boot() {
+        let mut plan = grub_plan();
+        plan.boot_mount = "/boot".into();
+        let cfg = grub_cfg(
+            &plan,
+            false,
+            &[
+                (
+                    "6.12.10".into(),
+                    "/vmlinuz-6.12.10".into(),
+                    "/initramfs-6.12.10.img".into(),
+                ),
+                (
+                    "6.12.9".into(),
+                    "/vmlinuz-6.12.9".into(),
+                    "/initramfs-6.12.9.img".into(),
+                ),
+            ],
+        );
+        assert!(!cfg.contains("blscfg\n"), "{cfg}");
+        let first = cfg.find("menuentry 'Azure Linux 4.0 (6.12.10)' --id 'azl-vm-6.12.10' {\n\tlinux /vmlinuz-6.12.10 root=PARTUUID=0000 rw console=ttyS0 net.ifnames=0\n\tinitrd /initramfs-6.12.10.img\n}\n");
+        let second = cfg.find("(6.12.9)");
+        assert!(first.is_some() && first < second, "{cfg}");
     }
 
     #[test]

@@ -28,6 +28,9 @@ const MAX_EXTENDS_DEPTH: usize = 32;
 pub struct LoadOptions {
     /// Build only these architectures (each must be listed in the definition); empty = all.
     pub arches: Vec<Arch>,
+    /// dnf `.repo` files whose repositories replace all of the definition's (`--repo-file`:
+    /// mirrors and air-gapped builds).
+    pub repo_files: Vec<PathBuf>,
 }
 
 /// A loaded, valid definition: one typed definition per architecture.
@@ -57,7 +60,12 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, DefinitionErro
         source,
     })?;
     let mut loader = Loader::default();
-    let merged = loader.file(&normalize(path), None);
+    let mut merged = loader.file(&normalize(path), None);
+    if let Some(node) = merged.as_mut()
+        && !options.repo_files.is_empty()
+    {
+        loader.replace_repositories(node, &options.repo_files);
+    }
     let mut problems = loader.problems;
     let Some(merged) = merged else {
         return Err(DefinitionError::Invalid(problems));
@@ -274,6 +282,54 @@ impl Loader {
             }
         }
         out
+    }
+
+    /// Replaces the merged definition's repositories with those of `files` (`--repo-file`).
+    fn replace_repositories(&mut self, node: &mut Node, files: &[PathBuf]) {
+        let mut repos = Vec::new();
+        for path in files {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.problems.push(
+                        Problem::error(format!("--repo-file {}: {e}", path.display()))
+                            .help("give the path of a dnf .repo file"),
+                    );
+                    continue;
+                }
+            };
+            if let Ok(c) = std::fs::canonicalize(path) {
+                self.sources.push(c);
+            }
+            let source = SourceFile::new(path.clone(), text);
+            let (found, problems) = repofile::parse(&source);
+            if found.is_empty() && problems.is_empty() {
+                self.problems.push(
+                    Problem::error(format!(
+                        "--repo-file {} defines no repositories",
+                        path.display()
+                    ))
+                    .help("a .repo file has one [id] section per repository, with baseurl="),
+                );
+            }
+            self.problems.extend(problems);
+            repos.extend(found);
+        }
+        let root_loc = node.loc.clone();
+        node.remove("repositories");
+        // An architecture's own repositories are the definition's too.
+        if let Some(per_arch) = node.get_mut("per-arch").and_then(|n| n.as_map_mut()) {
+            for (_, settings) in per_arch.iter_mut() {
+                settings.remove("repositories");
+            }
+        }
+        node.as_map_mut().expect("checked to be a mapping").push((
+            Key {
+                name: "repositories".into(),
+                loc: root_loc.clone(),
+            },
+            Node::new(NodeKind::Seq(repos), root_loc),
+        ));
     }
 
     /// Parses the `.repo` files a definition names and adds their repositories to it.

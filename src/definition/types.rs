@@ -420,6 +420,9 @@ pub struct DiskOutput {
     /// Azure VM generation: 2 (UEFI, the default) or 1 (BIOS).
     #[serde(default = "default_generation")]
     pub azure_generation: u8,
+    /// The GPT disk GUID. Default: derived from the image identity (reproducible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_guid: Option<String>,
 }
 
 impl Default for DiskOutput {
@@ -430,6 +433,7 @@ impl Default for DiskOutput {
             partitions: Vec::new(),
             bootloader: default_bootloader(),
             azure_generation: default_generation(),
+            disk_guid: None,
         }
     }
 }
@@ -466,6 +470,8 @@ impl DiskOutput {
                 fs_label: None,
                 mount: Some("/boot/efi".into()),
                 mount_options: vec!["umask=0077".into()],
+                part_uuid: None,
+                fs_uuid: None,
             },
             Partition {
                 name: "root".into(),
@@ -476,6 +482,8 @@ impl DiskOutput {
                 fs_label: None,
                 mount: Some("/".into()),
                 mount_options: Vec::new(),
+                part_uuid: None,
+                fs_uuid: None,
             },
         ]
     }
@@ -514,6 +522,13 @@ pub struct Partition {
     /// Mount options for /etc/fstab. Default: `defaults`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mount_options: Vec<String>,
+    /// The partition GUID (PARTUUID). Default: derived from the image identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_uuid: Option<String>,
+    /// The filesystem UUID: a UUID for ext4, `XXXX-XXXX` (hex volume id) for vfat. Default:
+    /// derived from the image identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_uuid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

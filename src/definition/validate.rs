@@ -802,7 +802,41 @@ fn disk_output(c: &mut Checker, d: &DiskOutput, arch: Arch) {
     let mut mounts: HashMap<&str, usize> = HashMap::new();
     let mut fixed_total: u64 = 0;
     let mut rest: Vec<usize> = Vec::new();
+    if let Some(g) = &d.disk_guid
+        && uuid::Uuid::parse_str(g).is_err()
+    {
+        c.error(
+            at(path!["disk-guid"]),
+            format!("`{g}` is not a GUID"),
+            Some("write it as 8-4-4-4-12 hex digits, or leave it out to derive one".into()),
+        );
+    }
     for (i, p) in parts.iter().enumerate() {
+        if let Some(g) = &p.part_uuid
+            && uuid::Uuid::parse_str(g).is_err()
+        {
+            c.error(
+                ppath(i, "part-uuid"),
+                format!("`{g}` is not a GUID"),
+                Some("write it as 8-4-4-4-12 hex digits, or leave it out to derive one".into()),
+            );
+        }
+        if let Some(u) = &p.fs_uuid {
+            let ok = match p.filesystem {
+                Some(Filesystem::Vfat) => crate::emit::disk::layout::parse_volume_id(u).is_some(),
+                _ => uuid::Uuid::parse_str(u).is_ok(),
+            };
+            if !ok {
+                c.error(
+                    ppath(i, "fs-uuid"),
+                    format!("`{u}` is not a filesystem UUID for this partition"),
+                    Some(
+                        "ext4 takes a UUID (8-4-4-4-12 hex digits), vfat a volume id as XXXX-XXXX"
+                            .into(),
+                    ),
+                );
+            }
+        }
         if !is_word(&p.name, "_-") {
             c.error(
                 ppath(i, "name"),

@@ -57,6 +57,37 @@ pub enum LayoutError {
     TooMany { count: usize },
     #[error("the disk defines no partitions")]
     Empty,
+    #[error("{what} `{value}` is not a UUID (like 0fc63daf-8483-4772-8e79-3d69d8477de4)")]
+    BadUuid { what: String, value: String },
+    #[error("partition `{name}`: FAT volume id `{value}` is not 8 hex digits as XXXX-XXXX")]
+    BadVolumeId { name: String, value: String },
+    #[error("{what} `{value}` is given twice; GUIDs on one disk must differ")]
+    DuplicateUuid { what: String, value: String },
+}
+
+/// A UUID the definition gives, or the one derived for `purpose`.
+fn given_or_derived(
+    given: Option<&str>,
+    what: impl Fn() -> String,
+    seed: &[u8],
+    purpose: &str,
+) -> Result<Uuid, LayoutError> {
+    match given {
+        Some(v) => Uuid::parse_str(v).map_err(|_| LayoutError::BadUuid {
+            what: what(),
+            value: v.to_string(),
+        }),
+        None => Ok(derive_uuid(seed, purpose)),
+    }
+}
+
+/// Parses a FAT volume id as blkid and fstab write it (`1A2B-3C4D`).
+pub fn parse_volume_id(v: &str) -> Option<u32> {
+    let (hi, lo) = v.split_once('-')?;
+    if hi.len() != 4 || lo.len() != 4 {
+        return None;
+    }
+    Some((u32::from_str_radix(hi, 16).ok()? << 16) | u32::from_str_radix(lo, 16).ok()?)
 }
 
 /// One partition, placed.
@@ -203,7 +234,25 @@ pub fn type_guid(t: &PartitionType, arch: Arch) -> Option<Uuid> {
 /// Places the partitions of `disk` on a disk of `disk.size` bytes for `arch`, with identifiers
 /// derived from `seed` (see [`identity_seed`]).
 pub fn plan(disk: &DiskOutput, arch: Arch, seed: &[u8]) -> Result<Layout, LayoutError> {
-    place(disk.size.bytes(), &disk.effective_partitions(), arch, seed)
+    let mut l = place(disk.size.bytes(), &disk.effective_partitions(), arch, seed)?;
+    l.disk_guid = given_or_derived(
+        disk.disk_guid.as_deref(),
+        || "disk-guid".to_string(),
+        seed,
+        "disk",
+    )?;
+    // Given GUIDs can collide with each other or with derived ones; firmware and udev would
+    // then pick either partition.
+    let mut seen = std::collections::BTreeSet::new();
+    for g in std::iter::once(l.disk_guid).chain(l.partitions.iter().map(|p| p.part_guid)) {
+        if !seen.insert(g) {
+            return Err(LayoutError::DuplicateUuid {
+                what: "GUID".into(),
+                value: g.hyphenated().to_string(),
+            });
+        }
+    }
+    Ok(l)
 }
 
 /// [`plan`] for an explicit size and partition list.
@@ -304,18 +353,40 @@ pub fn place(
         // Keyed by the partition's name, not its position: inserting a partition does not
         // renumber the others' identities.
         let fat = derive_bytes(seed, &format!("fat/{}", p.name));
+        let derived_fat = u32::from_le_bytes([fat[0], fat[1], fat[2], fat[3]]);
+        let what = |k: &str| format!("partition `{}`: {k}", p.name);
+        let part_guid = given_or_derived(
+            p.part_uuid.as_deref(),
+            || what("part-uuid"),
+            seed,
+            &format!("part/{}", p.name),
+        )?;
+        // A vfat filesystem's "UUID" is its volume id; ext4's is a UUID.
+        let (fs_uuid, fat_volume_id) = match (p.filesystem, p.fs_uuid.as_deref()) {
+            (Some(Filesystem::Vfat), Some(v)) => (
+                derive_uuid(seed, &format!("fs/{}", p.name)),
+                parse_volume_id(v).ok_or_else(|| LayoutError::BadVolumeId {
+                    name: p.name.clone(),
+                    value: v.to_string(),
+                })?,
+            ),
+            (_, given) => (
+                given_or_derived(given, || what("fs-uuid"), seed, &format!("fs/{}", p.name))?,
+                derived_fat,
+            ),
+        };
         out.push(Placed {
             number: i as u32 + 1,
             name: p.name.clone(),
             label,
             type_guid,
-            part_guid: derive_uuid(seed, &format!("part/{}", p.name)),
+            part_guid,
             start: at,
             size: len,
             filesystem: p.filesystem,
             fs_label: p.fs_label.clone().unwrap_or_else(|| p.name.clone()),
-            fs_uuid: derive_uuid(seed, &format!("fs/{}", p.name)),
-            fat_volume_id: u32::from_le_bytes([fat[0], fat[1], fat[2], fat[3]]),
+            fs_uuid,
+            fat_volume_id,
             mount: p.mount.clone(),
             mount_options: p.mount_options.clone(),
         });
@@ -343,6 +414,8 @@ mod tests {
             fs_label: None,
             mount: None,
             mount_options: Vec::new(),
+            part_uuid: None,
+            fs_uuid: None,
         }
     }
 
@@ -352,6 +425,49 @@ mod tests {
 
     fn default_disk() -> DiskOutput {
         serde_saphyr::from_str("{}").unwrap()
+    }
+
+    #[test]
+    fn given_identifiers_are_used_and_checked() {
+        let mut d: DiskOutput = serde_saphyr::from_str(
+            "disk-guid: 11111111-2222-4333-8444-555555555555\npartitions:\n  - {name: esp, type: esp, size: 200MiB, filesystem: vfat, mount: /boot/efi, fs-uuid: 1A2B-3C4D}\n  - {name: root, type: root, size: rest, filesystem: ext4, mount: /, part-uuid: 0fc63daf-8483-4772-8e79-3d69d8477de4, fs-uuid: 6e8b1c3a-0d43-4c55-9a3f-2b7f1c0e9d11}\n",
+        )
+        .unwrap();
+        let l = plan(&d, Arch::X86_64, b"seed").unwrap();
+        let derived = plan(&default_disk(), Arch::X86_64, b"seed").unwrap();
+        assert_eq!(
+            l.disk_guid.to_string(),
+            "11111111-2222-4333-8444-555555555555"
+        );
+        assert_eq!(l.partitions[0].fat_uuid(), "1A2B-3C4D");
+        // What is not given stays derived.
+        assert_eq!(l.partitions[0].part_guid, derived.partitions[0].part_guid);
+        assert_eq!(
+            l.partitions[1].part_guid.to_string(),
+            "0fc63daf-8483-4772-8e79-3d69d8477de4"
+        );
+        assert_eq!(
+            l.partitions[1].fs_uuid.to_string(),
+            "6e8b1c3a-0d43-4c55-9a3f-2b7f1c0e9d11"
+        );
+        d.partitions[0].fs_uuid = Some("1A2B3C4D".into());
+        assert!(matches!(
+            plan(&d, Arch::X86_64, b"seed"),
+            Err(LayoutError::BadVolumeId { .. })
+        ));
+        d.partitions[0].fs_uuid = None;
+        d.partitions[1].fs_uuid = Some("not-a-uuid".into());
+        let e = plan(&d, Arch::X86_64, b"seed").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "partition `root`: fs-uuid `not-a-uuid` is not a UUID (like 0fc63daf-8483-4772-8e79-3d69d8477de4)"
+        );
+        d.partitions[1].fs_uuid = None;
+        d.partitions[0].part_uuid = Some("0FC63DAF-8483-4772-8E79-3D69D8477DE4".into());
+        assert!(matches!(
+            plan(&d, Arch::X86_64, b"seed"),
+            Err(LayoutError::DuplicateUuid { .. })
+        ));
     }
 
     #[test]
