@@ -46,6 +46,32 @@ fn shipped_and_example_definitions_validate() {
 }
 
 #[test]
+fn shipped_kickstarts_validate() {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("kickstart"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ks"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let out = kiln(&["validate", &rel]);
+        assert!(out.status.success(), "{rel}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("ok: "),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn broken_definitions_are_rejected_with_location() {
     let count = yaml_files("tests/definitions/invalid")
         .iter()

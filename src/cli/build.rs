@@ -72,6 +72,7 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         crate::definition::LoadOptions {
             arches: a.arch.clone(),
             repo_files: a.repos.repo_file.clone(),
+            ..Default::default()
         },
     ) else {
         return ExitCode::from(exit::FAILURE);

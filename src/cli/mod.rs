@@ -1,4 +1,4 @@
-//! The command line: verbs (validate, resolve, lock, build, schema, completions), their options,
+//! The command line: verbs (validate, resolve, lock, build, import, schema, completions), their options,
 //! and the edge where errors are rendered for people and turned into exit codes.
 
 use std::io::{IsTerminal, Write};
@@ -165,12 +165,31 @@ pub enum Command {
         /// The disk image.
         image: PathBuf,
     },
+    /// Convert another image description into a kiln definition (printed as YAML).
+    Import {
+        #[command(subcommand)]
+        what: Import,
+    },
     /// Print the JSON Schema of the image definition.
     Schema,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Import {
+    /// Convert an Anaconda kickstart file (with its %include files): `kiln import kickstart
+    /// image.ks > image.yaml`. What cannot be represented is reported by file and line.
+    Kickstart {
+        /// The kickstart file.
+        file: PathBuf,
+        /// Print what was read from the kickstart (packages, users, scripts …) as JSON instead,
+        /// without converting it.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -295,6 +314,9 @@ pub fn run(cli: Cli) -> ExitCode {
             },
         ),
         Command::Inspect { image } => inspect::inspect(&ui, &image),
+        Command::Import {
+            what: Import::Kickstart { file, json },
+        } => import_kickstart(&ui, &file, json),
         Command::Schema => {
             println!("{}", schema_json());
             ExitCode::SUCCESS
@@ -375,7 +397,7 @@ fn validate(ui: &Ui, paths: &[PathBuf], arches: Vec<Arch>, show: bool) -> ExitCo
     for path in paths {
         let opts = LoadOptions {
             arches: arches.clone(),
-            repo_files: Vec::new(),
+            ..Default::default()
         };
         let Some(loaded) = load(ui, path, opts) else {
             failed = true;
@@ -399,6 +421,46 @@ fn validate(ui: &Ui, paths: &[PathBuf], arches: Vec<Arch>, show: bool) -> ExitCo
         }
     }
     ExitCode::from(if failed { exit::FAILURE } else { 0 })
+}
+
+/// `kiln import kickstart`: the kickstart converted, checked as any definition, printed as YAML.
+fn import_kickstart(ui: &Ui, path: &Path, json: bool) -> ExitCode {
+    use definition::kickstart;
+    if json {
+        let (ks, problems, _) = kickstart::read(path);
+        for p in &problems {
+            ui.problem(p);
+        }
+        return match ks {
+            Some(ks) if !problems.iter().any(Problem::is_error) => {
+                let text = serde_json::to_string_pretty(&ks).expect("JSON values serialize");
+                let _ = writeln!(std::io::stdout(), "{text}");
+                ExitCode::SUCCESS
+            }
+            _ => {
+                ui.error(format!("{}: the kickstart cannot be read", path.display()));
+                ExitCode::from(exit::FAILURE)
+            }
+        };
+    }
+    let options = LoadOptions {
+        kickstart: true,
+        ..LoadOptions::default()
+    };
+    // The whole definition check runs on the converted tree; its problems are shown once.
+    if load(ui, path, options).is_none() {
+        return ExitCode::from(exit::FAILURE);
+    }
+    let (Some(node), _, _) = kickstart::load(path) else {
+        return ExitCode::from(exit::FAILURE);
+    };
+    let _ = write!(
+        std::io::stdout(),
+        "# Converted by `kiln import kickstart` from {}.\n{}",
+        path.display(),
+        kickstart::to_yaml(&node)
+    );
+    ExitCode::SUCCESS
 }
 
 /// One line about a valid definition.

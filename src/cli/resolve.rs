@@ -233,6 +233,7 @@ fn resolve_definition(ui: &Ui, path: &Path, a: &ResolveArgs, opts: &LoadOptions)
         crate::definition::LoadOptions {
             arches: a.arch.clone(),
             repo_files: a.repos.repo_file.clone(),
+            ..Default::default()
         },
     ) else {
         return ExitCode::from(exit::FAILURE);
@@ -391,6 +392,7 @@ pub fn lock(ui: &Ui, path: &Path, repos: &RepoArgs, check: bool, verbose: bool) 
     let opts = crate::definition::LoadOptions {
         arches: Vec::new(),
         repo_files: repos.repo_file.clone(),
+        ..Default::default()
     };
     let Some(loaded) = load(ui, path, opts) else {
         return ExitCode::from(exit::FAILURE);

@@ -1,8 +1,9 @@
-//! The image definition: YAML files (with `extends:` and `.repo` files) loaded into located trees,
-//! merged, expanded per architecture, typed and validated, with file:line:column diagnostics.
+//! The image definition: YAML files (with `extends:` and `.repo` files) or kickstart files loaded
+//! into located trees, merged, expanded per architecture, typed and validated, with file:line:column diagnostics.
 
 pub mod de;
 pub mod error;
+pub mod kickstart;
 pub mod merge;
 pub mod node;
 pub mod repofile;
@@ -31,6 +32,9 @@ pub struct LoadOptions {
     /// dnf `.repo` files whose repositories replace all of the definition's (`--repo-file`:
     /// mirrors and air-gapped builds).
     pub repo_files: Vec<PathBuf>,
+    /// Read the file as a kickstart whatever its name (`anaconda-ks.cfg`); otherwise only
+    /// `.ks` files are.
+    pub kickstart: bool,
 }
 
 /// A loaded, valid definition: one typed definition per architecture.
@@ -59,7 +63,10 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, DefinitionErro
         path: path.to_path_buf(),
         source,
     })?;
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        force_kickstart: options.kickstart,
+        ..Loader::default()
+    };
     let mut merged = loader.file(&normalize(path), None);
     if let Some(node) = merged.as_mut()
         && !options.repo_files.is_empty()
@@ -140,6 +147,8 @@ struct Loader {
     sources: Vec<PathBuf>,
     /// The `extends` chain being loaded: canonical path and display path.
     chain: Vec<(PathBuf, PathBuf)>,
+    /// The top-level file is a kickstart, whatever its name.
+    force_kickstart: bool,
 }
 
 impl Loader {
@@ -190,6 +199,14 @@ impl Loader {
                 )),
             );
             return None;
+        }
+        if kickstart::is_kickstart(display) || (self.force_kickstart && from.is_none()) {
+            // A kickstart is converted to the tree its YAML equivalent would give; it extends
+            // nothing, but a YAML definition may extend it.
+            let (node, problems, sources) = kickstart::load(display);
+            self.problems.extend(problems);
+            self.sources.extend(sources);
+            return node;
         }
         let text = match std::fs::read_to_string(display) {
             Ok(t) => t,

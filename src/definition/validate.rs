@@ -97,7 +97,7 @@ fn is_ssh_public_key(line: &str) -> bool {
 }
 
 /// crypt(3) hashes: `$id$…$…` (yescrypt, SHA-512, SHA-256, bcrypt, …).
-fn is_crypt_hash(h: &str) -> bool {
+pub(crate) fn is_crypt_hash(h: &str) -> bool {
     let parts: Vec<&str> = h.split('$').collect();
     h.starts_with('$')
         && parts.len() >= 4
