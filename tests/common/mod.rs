@@ -61,8 +61,13 @@ pub fn fixture_repo() -> &'static Path {
     })
 }
 
-/// The Debian-binary fixture repository of a profile (`minimal` or `boot`), built once.
+/// The Debian-binary fixture repository of a profile (`minimal`, `boot`, `server`), built once.
 pub fn debian_repo(profile: &str) -> PathBuf {
+    debian_fixture(&format!("debian-{profile}"))
+}
+
+/// A repository `tests/fixtures/build --debian` makes (`debian-server`, `azl-alias`), built once.
+pub fn debian_fixture(name: &str) -> PathBuf {
     static REPOS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let repos = REPOS.get_or_init(|| {
         let out = Command::new(root().join("tests/fixtures/build"))
@@ -83,8 +88,8 @@ pub fn debian_repo(profile: &str) -> PathBuf {
     });
     repos
         .iter()
-        .find(|p| p.ends_with(format!("debian-{profile}")))
-        .unwrap_or_else(|| panic!("no debian-{profile} among {repos:?}"))
+        .find(|p| p.ends_with(name))
+        .unwrap_or_else(|| panic!("no {name} among {repos:?}"))
         .clone()
 }
 
