@@ -22,14 +22,14 @@ pub enum BootError {
         "the image has a kernel ({version}) but no initramfs generator: install dracut (Azure Linux) or initramfs-tools"
     )]
     NoGenerator { version: String },
-    #[error("{tool} failed for kernel {version} (exit status {status:?}):\n{output}")]
+    #[error("{tool} failed for {version} (exit status {status:?}):\n{output}")]
     Failed {
         tool: String,
         version: String,
         status: Option<i32>,
         output: String,
     },
-    #[error("{tool} for kernel {version} exited 0 but wrote no {path}")]
+    #[error("{tool} for {version} exited 0 but wrote no {path}")]
     Missing {
         tool: String,
         version: String,
@@ -134,10 +134,25 @@ pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel, epoch: i64) -> Result<St
     } else {
         return Err(BootError::NoGenerator { version: v.clone() });
     };
+    run_tool(tree, tool, &format!("kernel {v}"), &argv, &path, epoch)?;
+    Ok(path)
+}
+
+/// Runs one of the image's own tools in the sandbox (with SOURCE_DATE_EPOCH, which dracut,
+/// initramfs-tools and grub-mkimage honour) and requires the file it should write. `what` names
+/// the kernel version or GRUB platform in errors.
+fn run_tool(
+    tree: &mut Tree,
+    tool: &str,
+    what: &str,
+    argv: &[String],
+    output: &str,
+    epoch: i64,
+) -> Result<(), BootError> {
     let epoch_text = epoch.to_string();
     let out = sandbox::run_with_env(
         tree.root(),
-        &argv,
+        argv,
         b"",
         &[("SOURCE_DATE_EPOCH", epoch_text.as_str())],
     )?;
@@ -145,19 +160,19 @@ pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel, epoch: i64) -> Result<St
     if !out.success() {
         return Err(BootError::Failed {
             tool: tool.into(),
-            version: v.clone(),
+            version: what.into(),
             status: out.status,
             output: out.output,
         });
     }
-    if !is_file(tree, &path) {
+    if !is_file(tree, output) {
         return Err(BootError::Missing {
             tool: tool.into(),
-            version: v.clone(),
-            path,
+            version: what.into(),
+            path: output.into(),
         });
     }
-    Ok(path)
+    Ok(())
 }
 
 /// A Boot Loader Specification type #1 entry (`/loader/entries/ID-VERSION.conf`), as
@@ -520,29 +535,7 @@ pub fn install_grub2(
             .map(str::to_string)
             .to_vec();
             argv.extend(mods.iter().cloned());
-            let epoch_text = epoch.to_string();
-            let run = sandbox::run_with_env(
-                tree.root(),
-                &argv,
-                b"",
-                &[("SOURCE_DATE_EPOCH", epoch_text.as_str())],
-            )?;
-            tree.rescan()?;
-            if !run.success() {
-                return Err(BootError::Failed {
-                    tool: mkimage.into(),
-                    version: target.into(),
-                    status: run.status,
-                    output: run.output,
-                });
-            }
-            if !is_file(tree, &out) {
-                return Err(BootError::Missing {
-                    tool: mkimage.into(),
-                    version: target.into(),
-                    path: out,
-                });
-            }
+            run_tool(tree, mkimage, target, &argv, &out, epoch)?;
             mods.iter().any(|m| m == "blscfg")
         }
     };
