@@ -131,6 +131,9 @@ pub struct Staged {
     /// NEVRAs in install order.
     pub packages: Vec<String>,
     pub downloaded: usize,
+    /// The sha256 of each installed package file (as the repository metadata or lockfile
+    /// gives it, and as fetch verified it), by its path in the package cache.
+    pub rpm_sha256: BTreeMap<PathBuf, String>,
     /// Repositories whose packages were installed without a signature check (`gpgcheck: false`).
     pub unsigned_repos: Vec<String>,
     pub install: transaction::Report,
@@ -207,6 +210,11 @@ pub fn stage(
     );
 
     let rpms: Vec<PathBuf> = fetched.iter().map(|f| f.path.clone()).collect();
+    let rpm_sha256 = rpms
+        .iter()
+        .cloned()
+        .zip(items.iter().map(|i| i.sha256.to_ascii_lowercase()))
+        .collect();
     // The rpm database needs every package file hashed whole; that runs beside the install.
     let preload = {
         let rpms = rpms.clone();
@@ -291,6 +299,7 @@ pub fn stage(
         epoch,
         packages,
         downloaded,
+        rpm_sha256,
         unsigned_repos,
         install: report,
         configure: configured,

@@ -10,6 +10,7 @@ pub mod glob;
 pub mod install;
 pub mod repo;
 pub mod resolve;
+pub mod say;
 pub mod tree;
 
 // Backends: the OCI layout is written; WSL and the disk formats are not yet, and `kiln build`

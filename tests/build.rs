@@ -105,14 +105,21 @@ fn fixture_image_tree_with_rpmdb_and_configuration() {
     assert!(out.status.success(), "{}\n{stderr}", text(&out.stdout));
     let tree = out_dir.join("fxapp-x86_64");
     let manifest = std::fs::read_to_string(out_dir.join("fxapp-x86_64.mtree")).unwrap();
-    // Only the tree and its manifest: no work directory left behind.
+    // Only the tree, its manifest and its SBOM: no work directory left behind.
     let names: BTreeSet<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["fxapp-x86_64".to_string(), "fxapp-x86_64.mtree".to_string()])
+        BTreeSet::from(
+            [
+                "fxapp-x86_64",
+                "fxapp-x86_64.mtree",
+                "fxapp-x86_64.spdx.json"
+            ]
+            .map(String::from)
+        )
     );
 
     // Scriptlets ran in rpm's order (RPM 6 rules), sysusers-style %pre made fxapp.
@@ -246,7 +253,8 @@ fn gpgcheck_off_is_reported_and_a_rebuild_replaces_the_tree() {
         !out_dir.join("nogpg-x86_64/stale").exists(),
         "the old tree is replaced, not merged"
     );
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 2);
+    // The tree, its manifest and its SBOM.
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 3);
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{Repo, kiln_build, read_mtree, run, temp_dir, text, unescape, write_definition};
+use common::{
+    Repo, kiln_build, read_mtree, run, spdx_validate, temp_dir, text, unescape, write_definition,
+};
 use kiln::emit::disk::ext4::read::{Ext4Reader, FileKind};
 use kiln::emit::disk::sparse;
 use regex::Regex;
@@ -330,6 +332,7 @@ fn vhd_passes_the_disk_tools_and_holds_the_staging_tree() {
         "{}",
         text(&v.stdout)
     );
+    spdx_validate(&b.out.join("bootvm-x86_64.vhd.spdx.json"));
     // Sparse: the 5 GiB disk holds a few hundred MiB.
     let allocated = sparse::allocated(&File::open(&vhd).unwrap()).unwrap();
     assert!(allocated < 1 << 30, "{allocated} bytes allocated");

@@ -1,12 +1,13 @@
 //! The shipped Azure Linux 4.0 definitions (`image-configs/`) built here: `--repo-file` puts the
-//! `azl-alias` fixture (Azure Linux names over Debian binaries) in place of Azure's repositories.
+//! `azl-alias` fixture (Azure Linux names over Debian binaries) in place of Azure's repositories;
+//! every artifact's SPDX document must pass pyspdxtools.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{EPOCH, debian_fixture, root, run, temp_dir, text};
+use common::{EPOCH, debian_fixture, root, run, spdx_validate, temp_dir, text};
 
 /// A .repo file with the alias repository and the Debian server binaries behind it.
 fn repo_file(dir: &Path) -> PathBuf {
@@ -61,6 +62,7 @@ fn container_and_wsl_configs_build_from_a_mirror() {
         let o = build(config, &repos, &out);
         assert!(o.status.success(), "{config}: {}", text(&o.stderr));
         let c = oci_config(&out.join(format!("{name}.oci")));
+        spdx_validate(&out.join(format!("{name}.oci.spdx.json")));
         let user = c["config"]["User"].as_str().unwrap_or("");
         let entry = &c["config"]["Entrypoint"];
         match config {
@@ -85,6 +87,7 @@ fn container_and_wsl_configs_build_from_a_mirror() {
     }
     let o = build("wsl.yaml", &repos, &out);
     assert!(o.status.success(), "wsl.yaml: {}", text(&o.stderr));
+    spdx_validate(&out.join("azurelinux-wsl-x86_64.wsl.spdx.json"));
     let listing = run(Command::new("tar")
         .arg("-tzf")
         .arg(out.join("azurelinux-wsl-x86_64.wsl")));

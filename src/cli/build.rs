@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use super::push::{self, PushArgs};
+use super::report::{ArtifactReport, BuildReport, ImageReport, Spinner, StageTime};
 use super::resolve::{apply_repo_overrides, load_options};
 use super::{Format, RepoArgs, Ui, exit, load};
 use crate::build::{self, StageOptions};
@@ -12,7 +14,7 @@ use crate::definition::{Arch, DiskFormat};
 use crate::emit::disk::image::Disk;
 use crate::emit::oci::Oci;
 use crate::emit::wsl::Wsl;
-use crate::emit::{Backend, Image};
+use crate::emit::{Artifact, Backend, Contents, DigestOf, Image, sbom};
 use crate::fetch::{FetchOptions, Progress};
 use crate::resolve::{self, lock};
 
@@ -25,6 +27,8 @@ pub struct BuildArgs {
     pub repos: RepoArgs,
     pub jobs: Option<usize>,
     pub push: Option<PushArgs>,
+    /// Where to write the JSON build report.
+    pub json: Option<PathBuf>,
     pub verbose: bool,
     pub quiet: bool,
 }
@@ -66,6 +70,7 @@ fn can_run(arch: Arch) -> bool {
 }
 
 pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
+    let started = Instant::now();
     let Some(loaded) = load(
         ui,
         &a.definition,
@@ -183,6 +188,12 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
     // removed. A failure anywhere removes every work directory.
     let mut works = WorkDirs(Vec::new());
     let mut staged_all = Vec::new();
+    let mut stages: Vec<StageTime> = Vec::new();
+    let stage = |name: &str, arch: Option<Arch>, d: std::time::Duration| StageTime {
+        stage: name.into(),
+        arch,
+        seconds: d.as_secs_f64(),
+    };
     for image in &loaded.images {
         let arch = image.arch;
         let mut def = image.definition.clone();
@@ -190,6 +201,7 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             ui.error(e);
             return ExitCode::from(exit::USAGE);
         }
+        let t = Instant::now();
         let plan = match &lockfile {
             Some((path, l)) => match l.for_arch(path, &def, arch) {
                 Ok(locked) => build::plan_locked(locked),
@@ -206,6 +218,15 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
                 }
             },
         };
+        stages.push(stage(
+            if lockfile.is_some() {
+                "lockfile"
+            } else {
+                "resolve"
+            },
+            Some(arch),
+            t.elapsed(),
+        ));
         ui.info(format!(
             "{} ({arch}): {} packages to install",
             def.name,
@@ -220,7 +241,14 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         ));
         works.0.push(work.clone());
         let staged = match build::stage(&def, &plan, &work.join("root"), &opts) {
-            Ok(s) => s,
+            Ok(s) => {
+                let t = &s.timings;
+                stages.push(stage("fetch", Some(arch), t.fetch));
+                stages.push(stage("install", Some(arch), t.install));
+                stages.push(stage("rpmdb", Some(arch), t.rpmdb));
+                stages.push(stage("configure", Some(arch), t.configure));
+                s
+            }
             Err(e) => {
                 ui.error(format!("{} ({arch}): {e}", a.definition.display()));
                 if let Some(h) = e.help() {
@@ -232,13 +260,16 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         report(ui, &staged, a.verbose);
         let mut staged = staged;
         if !disk_formats.is_empty() {
-            match build::prepare_disk(
+            let spin = Spinner::start(a.quiet, format!("{arch}: boot files"));
+            let prepared = build::prepare_disk(
                 &mut staged.tree,
                 &def,
                 arch,
                 &staged.install.packages,
                 staged.epoch,
-            ) {
+            );
+            stages.push(stage("boot", Some(arch), spin.finish()));
+            match prepared {
                 Ok(notes) => {
                     for n in notes {
                         ui.info(format!("  {n}"));
@@ -262,6 +293,11 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             packages: &s.install.packages,
         })
         .collect();
+    // Package files are content-addressed, so one map serves every architecture.
+    let rpm_sha256: std::collections::BTreeMap<PathBuf, String> = staged_all
+        .iter()
+        .flat_map(|(_, _, s)| s.rpm_sha256.clone())
+        .collect();
     let def = &staged_all[0].1;
     let disk = Disk {
         formats: disk_formats.clone(),
@@ -272,8 +308,43 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         (Format::Vhd, &disk),
     ];
     // A build either delivers every artifact it was asked for or none: what earlier backends
-    // wrote goes again when a later one fails.
+    // wrote (and the SBOMs beside it) goes again when a later one fails.
     let mut written = Written(Vec::new());
+    let mut artifacts: Vec<ArtifactReport> = Vec::new();
+    let mut sbom_time = std::time::Duration::ZERO;
+    // Writes the SBOM of each image artifact and records both in the report.
+    let mut record =
+        |ui: &Ui, written: &mut Written, list: &[Artifact], t: Instant| -> Result<(), String> {
+            for art in list {
+                written.0.push(art.path.clone());
+                if a.verbose {
+                    // An image layout is a directory: its identity is the manifest's digest.
+                    let what = match art.digest_of {
+                        DigestOf::OciManifest => format!("manifest sha256:{}", art.sha256),
+                        _ => format!("{} bytes, sha256:{}", art.size, art.sha256),
+                    };
+                    ui.info(format!(
+                        "wrote {} ({what}) in {:.1}s",
+                        art.path.display(),
+                        t.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            for art in list {
+                if art.contents.is_empty() {
+                    artifacts.push(ArtifactReport::new(art, None));
+                    continue;
+                }
+                let ts = Instant::now();
+                let doc = sbom::write(def, art, &images, &rpm_sha256)
+                    .map_err(|e| format!("{}: SBOM: {e}", art.path.display()))?;
+                sbom_time += ts.elapsed();
+                written.0.push(doc.path.clone());
+                artifacts.push(ArtifactReport::new(art, Some(&doc.path)));
+                artifacts.push(ArtifactReport::new(&doc, None));
+            }
+            Ok(())
+        };
     let mut oci_layout = None;
     for (format, backend) in backends {
         let wanted = match format {
@@ -283,26 +354,19 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
         if !wanted {
             continue;
         }
-        let t = std::time::Instant::now();
-        match backend.emit(def, &images, &a.output) {
-            Ok(artifacts) => {
-                for art in &artifacts {
-                    written.0.push(art.path.clone());
-                    // An image layout is a directory: its identity is the manifest's digest.
-                    let what = if art.path.is_dir() {
-                        format!("manifest sha256:{}", art.sha256)
-                    } else {
-                        format!("{} bytes, sha256:{}", art.size, art.sha256)
-                    };
-                    ui.info(format!(
-                        "wrote {} ({what}) in {:.1}s",
-                        art.path.display(),
-                        t.elapsed().as_secs_f64()
-                    ));
+        let t = Instant::now();
+        let spin = Spinner::start(a.quiet, format!("writing the {} output", backend.name()));
+        let emitted = backend.emit(def, &images, &a.output);
+        stages.push(stage(backend.name(), None, spin.finish()));
+        match emitted {
+            Ok(list) => {
+                if let Err(e) = record(ui, &mut written, &list, t) {
+                    ui.error(e);
+                    return ExitCode::from(exit::FAILURE);
                 }
                 // The OCI backend's one artifact is the layout directory.
                 if format == Format::Oci {
-                    oci_layout = artifacts.first().map(|a| a.path.clone());
+                    oci_layout = list.first().map(|a| a.path.clone());
                 }
             }
             Err(e) => {
@@ -315,20 +379,78 @@ pub fn build(ui: &Ui, a: BuildArgs) -> ExitCode {
             }
         }
     }
-    drop(images);
     if formats.contains(&Format::Dir) {
-        for (arch, def, s) in &staged_all {
+        let t = Instant::now();
+        for ((arch, def, s), image) in staged_all.iter().zip(&images) {
             let (dest, manifest) = build::dir_output_paths(&a.output, &def.name, arch.rpm_name());
             if let Err(e) = build::write_dir(&s.tree, &dest, &manifest) {
                 ui.error(format!("{} ({arch}): {e}", a.definition.display()));
                 return ExitCode::from(exit::FAILURE);
             }
-            ui.info(format!(
-                "wrote {} and {}",
-                dest.display(),
-                manifest.display()
-            ));
+            written.0.push(manifest.clone());
+            written.0.push(dest.clone());
+            // The tree has no bytes of its own: the manifest, which hashes every file, is its
+            // identity.
+            let (sha256, size) = match crate::emit::sha256_file(&manifest) {
+                Ok(h) => h,
+                Err(e) => {
+                    ui.error(e);
+                    return ExitCode::from(exit::FAILURE);
+                }
+            };
+            let list = [
+                Artifact {
+                    path: dest.clone(),
+                    size,
+                    sha256: sha256.clone(),
+                    digest_of: DigestOf::Mtree(manifest.clone()),
+                    contents: vec![Contents::all(image)],
+                },
+                Artifact {
+                    path: manifest.clone(),
+                    size,
+                    sha256,
+                    digest_of: DigestOf::File,
+                    contents: Vec::new(),
+                },
+            ];
+            if let Err(e) = record(ui, &mut written, &list, t) {
+                ui.error(e);
+                return ExitCode::from(exit::FAILURE);
+            }
         }
+        stages.push(stage("dir", None, t.elapsed()));
+    }
+    stages.push(stage("sbom", None, sbom_time));
+    drop(images);
+    let report = BuildReport {
+        kiln_version: env!("CARGO_PKG_VERSION"),
+        definition: a.definition.clone(),
+        name: def.name.clone(),
+        version: def.version.clone(),
+        images: staged_all
+            .iter()
+            .map(|(arch, _, s)| ImageReport {
+                arch: *arch,
+                epoch: s.epoch,
+                packages: s.packages.len(),
+                installed_size: s.install.packages.iter().map(|p| p.info.size).sum(),
+                downloaded: s.downloaded,
+                paths: s.tree.entries().len(),
+            })
+            .collect(),
+        stages,
+        artifacts,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    if let Some(path) = &a.json
+        && let Err(e) = crate::repo::cache::write_atomic(path, report.json().as_bytes())
+    {
+        ui.error(format!("--json {}: {e}", path.display()));
+        return ExitCode::from(exit::FAILURE);
+    }
+    for line in report.lines() {
+        ui.info(line);
     }
     // Every artifact is complete: they stay whatever the push does.
     written.0.clear();
@@ -348,7 +470,7 @@ impl Drop for Written {
     fn drop(&mut self) {
         for p in &self.0 {
             let removed = if p.is_dir() {
-                std::fs::remove_dir_all(p)
+                build::remove_tree(p)
             } else {
                 std::fs::remove_file(p)
             };
@@ -374,17 +496,20 @@ impl Drop for WorkDirs {
 }
 
 fn report(ui: &Ui, s: &build::Staged, verbose: bool) {
+    use crate::say::{note, warning};
     for repo in &s.unsigned_repos {
-        eprintln!(
-            "warning: repository `{repo}` has gpgcheck: false, so its packages were installed without checking their signatures"
-        );
+        warning(format!(
+            "repository `{repo}` has gpgcheck: false, so its packages were installed without checking their signatures"
+        ));
     }
     for f in &s.install.failed {
-        eprintln!("warning: scriptlet failed (the package stays installed, as with rpm): {f}");
+        warning(format!(
+            "scriptlet failed (the package stays installed, as with rpm): {f}"
+        ));
     }
     if !s.install.skipped.is_empty() {
-        eprintln!(
-            "note: {} scriptlet{} not run:",
+        let mut text = format!(
+            "{} scriptlet{} not run:",
             s.install.skipped.len(),
             if s.install.skipped.len() == 1 {
                 " was"
@@ -393,21 +518,22 @@ fn report(ui: &Ui, s: &build::Staged, verbose: bool) {
             }
         );
         for n in &s.install.skipped {
-            eprintln!("  {} {}: {}", n.package, n.scriptlet, n.message);
+            text.push_str(&format!("\n  {} {}: {}", n.package, n.scriptlet, n.message));
         }
+        note(text);
     }
     let mut warned = std::collections::BTreeSet::new();
     for w in &s.install.warnings {
         if warned.insert(w) {
-            eprintln!("warning: {w}");
+            warning(w);
         }
     }
     for n in &s.configure.notes {
-        eprintln!("note: {n}");
+        note(n);
     }
     if verbose {
         for u in &s.configure.unlabelled {
-            eprintln!("note: no SELinux label for {u}");
+            note(format!("no SELinux label for {u}"));
         }
     }
     let t = &s.timings;

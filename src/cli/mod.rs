@@ -13,6 +13,7 @@ use crate::definition::{self, Arch, DefinitionError, LoadOptions, Loaded, Proble
 mod build;
 mod inspect;
 mod push;
+mod report;
 mod resolve;
 
 /// Exit codes (documented in README.md).
@@ -158,6 +159,10 @@ pub enum Command {
         /// auth files).
         #[arg(long, value_name = "USER:PASSWORD", requires = "push")]
         creds: Option<String>,
+        /// Also write the build report (packages, stage times, artifacts with sizes and
+        /// sha256) as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Show what a built disk image (raw or VHD) holds: partitions, file systems, labels,
     /// UUIDs, kernel command line, package count.
@@ -250,6 +255,7 @@ impl Ui {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    crate::say::set_quiet(cli.quiet);
     let ui = Ui::new(cli.quiet);
     match cli.command {
         Command::Validate {
@@ -294,6 +300,7 @@ pub fn run(cli: Cli) -> ExitCode {
             push,
             insecure,
             creds,
+            json,
         } => build::build(
             &ui,
             build::BuildArgs {
@@ -309,6 +316,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     insecure,
                     creds,
                 }),
+                json,
                 verbose: cli.verbose > 0,
                 quiet: cli.quiet,
             },

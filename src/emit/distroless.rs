@@ -68,6 +68,8 @@ pub struct Layer {
     pub kept: Vec<String>,
     /// Packages the manifest lists, in install order.
     pub listed: Vec<String>,
+    /// The same packages as indexes into [`Image::packages`] (what the image's SBOM lists).
+    pub packages: Vec<usize>,
 }
 
 /// The programs that make an image a shell or package manager image, as tree paths.
@@ -191,6 +193,7 @@ pub fn layer(image: &Image<'_>, explicit: &[String]) -> Result<Layer, EmitError>
         ));
         m2.push_str(&manifest_line(p, rpmdb::install_time(image.epoch, *k)));
         layer.listed.push(p.nevra());
+        layer.packages.push(*k);
     }
     layer.opts.ensure_dirs(tree, MANIFEST_DIR);
     layer.opts.overlay.insert(

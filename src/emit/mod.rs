@@ -9,6 +9,7 @@ pub mod disk;
 pub mod distroless;
 pub mod oci;
 pub mod push;
+pub mod sbom;
 pub mod tar;
 pub mod wsl;
 
@@ -53,12 +54,50 @@ pub struct Image<'a> {
     pub packages: &'a [crate::install::package::Package],
 }
 
-/// A file a backend wrote.
+/// A file or directory a build wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
     pub path: PathBuf,
+    /// Size and SHA-256 of the file that identifies the artifact: see [`DigestOf`].
     pub size: u64,
     pub sha256: String,
+    pub digest_of: DigestOf,
+    /// The images inside, one per architecture, with the packages each holds. Empty for files
+    /// that only describe other artifacts (DistributionInfo.json, an mtree manifest); those get
+    /// no SBOM.
+    pub contents: Vec<Contents>,
+}
+
+/// Which file `Artifact::size` and `sha256` are of. A directory has no bytes of its own, so it
+/// is identified by the one file that pins all of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestOf {
+    /// The artifact file itself.
+    File,
+    /// An OCI image layout: the manifest (or, with several platforms, image index) blob that
+    /// `index.json` names, i.e. the image digest a registry shows.
+    OciManifest,
+    /// The `dir` output: its mtree manifest, which lists every path with its sha256.
+    Mtree(PathBuf),
+}
+
+/// The packages of one architecture's image that an artifact holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contents {
+    pub arch: Arch,
+    /// Indexes into that image's [`Image::packages`], in install order: all of them, or what a
+    /// distroless view keeps.
+    pub packages: Vec<usize>,
+}
+
+impl Contents {
+    /// Every package of `image`.
+    pub fn all(image: &Image<'_>) -> Contents {
+        Contents {
+            arch: image.arch,
+            packages: (0..image.packages.len()).collect(),
+        }
+    }
 }
 
 /// A backend: receives the finished images (one per architecture) and its settings from the

@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use super::compress::{ParallelGzip, zstd_encoder};
 use super::tar::{TarOptions, write_tree};
-use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, distroless, io_err};
+use super::{
+    Artifact, Backend, Contents, DigestOf, EmitError, Hashing, Image, Pending, create, distroless,
+    io_err,
+};
 use crate::definition::{Definition, LayerCompression, OciOutput, OciVariant};
 
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -205,9 +208,9 @@ fn tar_into<E: Write>(
     let mut raw = Hashing::new(encoder);
     let summary = write_tree(image.tree, opts, &mut raw)?;
     for path in &summary.skipped_sockets {
-        eprintln!(
-            "warning: {path}: a socket cannot be stored in a tar layer; left out of the image"
-        );
+        crate::say::warning(format!(
+            "{path}: a socket cannot be stored in a tar layer; left out of the image"
+        ));
     }
     let (diff, _, encoder) = raw.finish();
     Ok((diff, encoder))
@@ -298,35 +301,43 @@ impl Backend for Oci {
             )));
         }
         let mut manifests = Vec::new();
+        let mut contents = Vec::new();
         for image in chosen {
             let created = rfc3339(image.epoch);
             let (opts, entrypoint, user) = match o.variant {
-                OciVariant::Base => (
-                    TarOptions {
-                        clamp_mtime: image.epoch,
-                        ..TarOptions::default()
-                    },
-                    o.entrypoint.clone(),
-                    o.user.clone(),
-                ),
+                OciVariant::Base => {
+                    contents.push(Contents::all(image));
+                    (
+                        TarOptions {
+                            clamp_mtime: image.epoch,
+                            ..TarOptions::default()
+                        },
+                        o.entrypoint.clone(),
+                        o.user.clone(),
+                    )
+                }
                 OciVariant::Distroless | OciVariant::Runtime => {
                     let layer = distroless::layer(image, &explicit)?;
+                    contents.push(Contents {
+                        arch: image.arch,
+                        packages: layer.packages.clone(),
+                    });
                     if !layer.removed.is_empty() {
-                        eprintln!(
-                            "note: {} ({}): shells and package managers left out of the {} image: {}",
+                        crate::say::note(format!(
+                            "{} ({}): shells and package managers left out of the {} image: {}",
                             def.name,
                             image.arch,
                             format!("{:?}", o.variant).to_lowercase(),
                             layer.removed.join(", ")
-                        );
+                        ));
                     }
                     if !layer.kept.is_empty() {
-                        eprintln!(
-                            "note: {} ({}): kept because the definition asks for them: {}",
+                        crate::say::note(format!(
+                            "{} ({}): kept because the definition asks for them: {}",
                             def.name,
                             image.arch,
                             layer.kept.join(", ")
-                        );
+                        ));
                     }
                     let entrypoint = match (&o.entrypoint, o.variant) {
                         (Some(e), _) => Some(e.clone()),
@@ -447,6 +458,8 @@ impl Backend for Oci {
             path: dest,
             size: top.size,
             sha256: top.digest.trim_start_matches("sha256:").to_string(),
+            digest_of: DigestOf::OciManifest,
+            contents,
         }])
     }
 }

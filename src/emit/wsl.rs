@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::compress::ParallelGzip;
 use super::tar::{Overlay, OverlayKind, TarOptions, write_tree};
-use super::{Artifact, Backend, EmitError, Hashing, Image, Pending, create, io_err};
+use super::{
+    Artifact, Backend, Contents, DigestOf, EmitError, Hashing, Image, Pending, create, io_err,
+};
 use crate::definition::{Arch, Definition, TarCompression, WslOutput};
 use crate::tree::accounts::Accounts;
 use crate::tree::{Kind, Tree};
@@ -635,7 +637,7 @@ impl Backend for Wsl {
         for image in images {
             let layer = layer(def, &w, image)?;
             for n in &layer.notes {
-                eprintln!("note: {} ({}): {n}", def.name, image.arch);
+                crate::say::note(format!("{} ({}): {n}", def.name, image.arch));
             }
             let dest = out.join(file_name(def, image.arch));
             let p = Pending::new(&dest);
@@ -664,7 +666,9 @@ impl Backend for Wsl {
                 }
             };
             for s in &summary.skipped_sockets {
-                eprintln!("warning: {s}: a socket cannot be stored in a tar; left out of the .wsl");
+                crate::say::warning(format!(
+                    "{s}: a socket cannot be stored in a tar; left out of the .wsl"
+                ));
             }
             let (sha256, size, mut file) = hashed.finish();
             file.flush().map_err(io_err(p.path()))?;
@@ -713,13 +717,25 @@ impl Backend for Wsl {
         text.push('\n');
         std::fs::write(info_pending.path(), &text).map_err(io_err(info_pending.path()))?;
 
-        for (p, _, sha256, size) in pending {
+        for ((p, _, sha256, size), image) in pending.into_iter().zip(images) {
             let path = p.commit()?;
-            artifacts.push(Artifact { path, size, sha256 });
+            artifacts.push(Artifact {
+                path,
+                size,
+                sha256,
+                digest_of: DigestOf::File,
+                contents: vec![Contents::all(image)],
+            });
         }
         let (sha256, size) = super::sha256_file(info_pending.path())?;
         let path = info_pending.commit()?;
-        artifacts.push(Artifact { path, size, sha256 });
+        artifacts.push(Artifact {
+            path,
+            size,
+            sha256,
+            digest_of: DigestOf::File,
+            contents: Vec::new(),
+        });
         Ok(artifacts)
     }
 }

@@ -216,3 +216,19 @@ pub fn unescape(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+/// pyspdxtools (PyPI spdx-tools, installed by tests/run) must accept the SPDX document.
+pub fn spdx_validate(doc: &Path) {
+    let out = Command::new("pyspdxtools")
+        .arg("-i")
+        .arg(doc)
+        .output()
+        .expect("pyspdxtools (pip install spdx-tools; tests/run installs it)");
+    assert!(
+        out.status.success(),
+        "pyspdxtools rejects {}:\n{}{}",
+        doc.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -8,7 +8,9 @@ use super::ext4;
 use super::layout::{self, Layout};
 use super::{qcow2, vhd, write_partitions};
 use crate::definition::{Definition, DiskFormat, DiskOutput, Filesystem};
-use crate::emit::{Artifact, Backend, EmitError, Image, Pending, io_err, sha256_file};
+use crate::emit::{
+    Artifact, Backend, Contents, DigestOf, EmitError, Image, Pending, io_err, sha256_file,
+};
 
 /// The disk backend, writing the formats asked for (`--format vhd,raw,qcow2` or the
 /// definition's `outputs.disk.formats`).
@@ -137,16 +139,22 @@ impl Backend for Disk {
                 }
             }
             drop(raw);
-            pending.extend(done);
             if self.formats.contains(&DiskFormat::Raw) {
-                pending.push(raw_pending);
+                done.push(raw_pending);
             }
+            pending.extend(done.into_iter().map(|p| (p, Contents::all(image))));
         }
         let mut artifacts = Vec::new();
-        for p in pending {
+        for (p, contents) in pending {
             let path = p.commit()?;
             let (sha256, size) = sha256_file(&path)?;
-            artifacts.push(Artifact { path, size, sha256 });
+            artifacts.push(Artifact {
+                path,
+                size,
+                sha256,
+                digest_of: DigestOf::File,
+                contents: vec![contents],
+            });
         }
         Ok(artifacts)
     }
