@@ -188,3 +188,38 @@ fn build_and_validate_take_kickstarts_and_yaml_may_extend_one() {
     assert_eq!(v["x86_64"]["packages"]["install"][0], "filesystem");
     assert!(!text(&out.stderr).contains("will not be checked"));
 }
+
+/// `kiln build FILE.ks` end to end on the fixture repository: the repository, packages, host
+/// name, a user whose supplementary group anaconda would create, and a %post that runs in the
+/// image.
+#[test]
+fn a_kickstart_builds() {
+    let dir = common::temp_dir("kickstart-build");
+    let ks = dir.join("app.ks");
+    std::fs::write(
+        &ks,
+        format!(
+            "repo --name=fixture --baseurl=file://{}\nnetwork --hostname=ks-app\ntimezone UTC\nrootpw --lock\nuser --name=alice --uid=1500 --groups=wheel --lock\n%packages --nocore\nfx-app\n%end\n%post --erroronfail\necho built-by-kickstart > /etc/ks-marker\n%end\n",
+            common::fixture_repo().display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = common::kiln_build(&ks, &out, "dir");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let tree = out.join("app-x86_64");
+    let read = |p: &str| std::fs::read_to_string(tree.join(p)).unwrap();
+    assert_eq!(read("etc/ks-marker"), "built-by-kickstart\n");
+    assert_eq!(read("etc/hostname"), "ks-app\n");
+    assert!(read("etc/passwd").contains("alice:x:1500:1500:"));
+    assert!(
+        read("etc/group")
+            .lines()
+            .any(|l| l.starts_with("wheel:") && l.ends_with(":alice")),
+        "{}",
+        read("etc/group")
+    );
+    let names = std::fs::read_to_string(out.join("app-x86_64.mtree")).unwrap();
+    assert!(names.contains("./usr/bin/fx-app "), "fx-app not installed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2092,19 +2092,31 @@ fn system_node(
             sys.put("kernel-cmdline", seq(args, &b.loc));
         }
     }
-    if !ks.groups.is_empty() {
-        let groups = ks
-            .groups
-            .iter()
-            .map(|g| {
-                let mut m = Map::new(&g.loc);
-                m.put("name", s(&g.name, &g.loc));
-                if let Some(gid) = g.gid {
-                    m.put("gid", int(gid, &g.loc));
-                }
-                m.node()
-            })
-            .collect();
+    // Anaconda creates the groups a `user --groups` names that do not exist; kiln's users
+    // stage does the same with a `system.groups` entry without gid (a no-op for a group the
+    // image's packages already made).
+    let mut groups: Vec<Node> = Vec::new();
+    let mut named: Vec<&str> = Vec::new();
+    for g in &ks.groups {
+        let mut m = Map::new(&g.loc);
+        m.put("name", s(&g.name, &g.loc));
+        if let Some(gid) = g.gid {
+            m.put("gid", int(gid, &g.loc));
+        }
+        groups.push(m.node());
+        named.push(&g.name);
+    }
+    for u in &ks.users {
+        for g in &u.groups {
+            if !named.contains(&g.as_str()) {
+                let mut m = Map::new(&u.loc);
+                m.put("name", s(g, &u.loc));
+                groups.push(m.node());
+                named.push(g);
+            }
+        }
+    }
+    if !groups.is_empty() {
         sys.put("groups", seq(groups, root));
     }
     let users = users_node(ks, problems);
