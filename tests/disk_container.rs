@@ -10,8 +10,9 @@ use std::process::Command;
 
 use common::{run, temp_dir, text};
 use kiln::definition::{Arch, DiskOutput};
+use kiln::emit::disk::ext4::read::{Ext4Reader, FileKind};
 use kiln::emit::disk::layout::{self, Layout, LayoutError};
-use kiln::emit::disk::{MIB, qcow2, sparse, vhd, write_partitions};
+use kiln::emit::disk::{MIB, qcow2, sparse, vhd, write_disk, write_partitions};
 use kiln::tree::{Entry, Kind, Tree};
 
 const EPOCH: i64 = 1_700_000_000;
@@ -287,6 +288,37 @@ fn default_azure_disk_in_every_container() {
     // The ESP inside the raw disk.
     let esp = &l.partitions[0];
     fat_clean(&b.raw, esp.start, esp.size, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `write_disk`, what the backend and the VHD benchmark call: the ESP and the ext4 root both
+/// written, each with its part of the tree, the ESP's mount point an empty directory in the root.
+#[test]
+fn write_disk_fills_the_esp_and_the_ext4_root() {
+    let dir = temp_dir("disk-whole");
+    let tree = esp_tree(&dir);
+    let seed = layout::identity_seed("azure-vm", "1", &[]);
+    let l = layout::plan(&disk("size: 512MiB"), Arch::X86_64, &seed).unwrap();
+    let raw = dir.join("disk.raw");
+    write_disk(&create(&raw), &l, &tree, &seed, EPOCH).unwrap();
+    check_table(&raw, &l);
+    let (esp, root) = (&l.partitions[0], &l.partitions[1]);
+    fat_clean(&raw, esp.start, esp.size, &dir);
+    let e = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={}", raw.display(), root.start))
+        .output()
+        .unwrap();
+    assert!(
+        e.status.success(),
+        "e2fsck -fn:\n{}{}",
+        text(&e.stdout),
+        text(&e.stderr)
+    );
+    let r = Ext4Reader::open(File::open(&raw).unwrap(), root.start).unwrap();
+    assert_eq!(r.read_file("/etc/hostname").unwrap(), b"not on the esp\n");
+    assert_eq!(r.stat("/boot/efi").unwrap().kind, FileKind::Dir);
+    assert!(r.read_dir("/boot/efi").unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

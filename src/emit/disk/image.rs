@@ -4,10 +4,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::ext4;
 use super::layout::{self, Layout};
-use super::{qcow2, vhd, write_partitions};
-use crate::definition::{Definition, DiskFormat, DiskOutput, Filesystem};
+use super::{qcow2, vhd, write_disk};
+use crate::definition::{Definition, DiskFormat, DiskOutput};
 use crate::emit::{
     Artifact, Backend, Contents, DigestOf, EmitError, Image, Pending, io_err, sha256_file,
 };
@@ -37,18 +36,6 @@ pub fn layout_for(
 
 pub fn disk_output(def: &Definition) -> DiskOutput {
     def.outputs.disk.clone().unwrap_or_default()
-}
-
-/// Mount points strictly below `root` (`/boot/efi` is below `/` and `/boot`).
-fn below(mounts: &[String], root: &str) -> Vec<String> {
-    mounts
-        .iter()
-        .filter(|m| {
-            m.as_str() != root
-                && (root == "/" || m.starts_with(&format!("{}/", root.trim_end_matches('/'))))
-        })
-        .cloned()
-        .collect()
 }
 
 fn disk_err(e: impl std::fmt::Display) -> EmitError {
@@ -85,40 +72,7 @@ impl Backend for Disk {
                 .create_new(true)
                 .open(raw_pending.path())
                 .map_err(io_err(raw_pending.path()))?;
-            write_partitions(&raw, &lay, image.tree, image.epoch).map_err(disk_err)?;
-            let mounts: Vec<String> = lay
-                .partitions
-                .iter()
-                .filter_map(|p| p.mount.clone())
-                .collect();
-            for p in &lay.partitions {
-                if p.filesystem != Some(Filesystem::Ext4) {
-                    continue;
-                }
-                let Some(root) = p.mount.as_deref() else {
-                    return Err(EmitError::Invalid(format!(
-                        "partition `{}`: an ext4 partition needs a mount point to take files from",
-                        p.name
-                    )));
-                };
-                let inner = below(&mounts, root);
-                let opts = ext4::Ext4Options {
-                    uuid: *p.fs_uuid.as_bytes(),
-                    hash_seed: layout::derive_bytes(&seed, &format!("ext4-hash-seed/{}", p.name)),
-                    label: p.fs_label.clone(),
-                    timestamp: image.epoch,
-                    reserved_percent: 5,
-                    inode_ratio: 16384,
-                    journal_blocks: None,
-                };
-                let src = ext4::Source {
-                    tree: image.tree,
-                    root,
-                    mounts: &inner,
-                };
-                ext4::write(&raw, p.start, p.size, &src, &opts)
-                    .map_err(|e| EmitError::Invalid(format!("partition `{}`: {e}", p.name)))?;
-            }
+            write_disk(&raw, &lay, image.tree, &seed, image.epoch).map_err(disk_err)?;
             let mut done = Vec::new();
             for f in &self.formats {
                 match f {
