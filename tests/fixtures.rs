@@ -82,9 +82,15 @@ fn debian_binary_repositories_build_and_verify() {
         .collect();
     assert_eq!(
         names,
-        ["kiln", "debian-minimal", "debian-boot", "debian-server"]
+        [
+            "kiln",
+            "debian-minimal",
+            "debian-boot",
+            "debian-server",
+            "azl-alias"
+        ]
     );
-    for repo in &repos[1..] {
+    for repo in &repos[1..4] {
         script("verify", &[repo.to_str().unwrap()]);
     }
     // The boot profile carries what a VM needs: a kernel and systemd.
@@ -99,9 +105,42 @@ fn debian_binary_repositories_build_and_verify() {
         "ca-certificates\t",
         "tzdata\t",
         "openssh-server\t",
+        "grub-efi-amd64-bin\t",
+        "grub-common\t",
     ] {
         assert!(manifest.contains(pkg), "debian-server lacks {pkg}");
     }
+    // Every Azure Linux name in azl-alias installs over debian-server, all together.
+    let aliases = Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME}\n"])
+        .args(
+            std::fs::read_dir(repos[4].join("Packages"))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        )
+        .output()
+        .unwrap();
+    let aliases = String::from_utf8(aliases.stdout).unwrap();
+    let aliases: Vec<&str> = aliases.lines().collect();
+    assert!(aliases.len() > 30, "{aliases:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("resolve")
+        .arg("--repo")
+        .arg(&repos[4])
+        .arg("--repo")
+        .arg(&repos[3])
+        .args(&aliases)
+        .env(
+            "KILN_CACHE_DIR",
+            root().join("target/test-tmp/fixtures-cache"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the aliases do not install together:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
