@@ -518,16 +518,20 @@ fn vhd_boots_to_multi_user_under_qemu() {
     boot_and_check(&b.out.join("bootvm-x86_64.vhd"), &b.dir);
 }
 
-/// systemd-boot, the other bootloader: the loader, the kernel and its entry on the ESP; booted
-/// too when boot tests are on.
+/// The other choices: systemd-boot, and dracut (Azure Linux's initramfs tool) in place of
+/// initramfs-tools. The loader, the kernel and its entry on the ESP; two builds byte for byte
+/// (dracut's `--reproducible`); booted too when boot tests are on.
 #[test]
-fn systemd_boot_vhd_passes_the_tools_and_boots() {
+fn systemd_boot_and_dracut_vhd_passes_the_tools_and_boots() {
     let _one = heavy();
     let dir = temp_dir("disk-sdboot");
-    let body = BODY.replace(
-        "    formats: [vhd]\n",
-        "    formats: [vhd]\n    bootloader: systemd-boot\n",
-    );
+    let body = BODY
+        .replace(
+            "    formats: [vhd]\n",
+            "    formats: [vhd]\n    bootloader: systemd-boot\n",
+        )
+        .replace(" initramfs-tools,", " dracut,");
+    assert!(body.contains(" dracut,") && !body.contains("initramfs-tools"));
     let def = write_definition(&dir, "sdboot", Repo::Debian("server"), &body);
     let out = dir.join("out");
     let o = kiln_build(&def, &out, "vhd");
@@ -545,6 +549,22 @@ fn systemd_boot_vhd_passes_the_tools_and_boots() {
         ],
     );
     check_root(&vhd);
+    let reader = Ext4Reader::open(File::open(&vhd).unwrap(), ROOT_START).unwrap();
+    let (initrd, _) = reader
+        .read_dir("/boot")
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("initramfs-"))
+        .expect("dracut's /boot/initramfs-V.img");
+    assert!(initrd.ends_with(".img"), "{initrd}");
+    let again = dir.join("again");
+    let o = kiln_build(&def, &again, "vhd");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cmp = run(Command::new("cmp")
+        .arg(&vhd)
+        .arg(again.join("sdboot-x86_64.vhd")));
+    assert!(cmp.status.success());
+    let _ = std::fs::remove_dir_all(&again);
     if boot_tests_on() {
         boot_and_check(&vhd, &dir);
     }

@@ -107,6 +107,7 @@ fn debian_binary_repositories_build_and_verify() {
         "openssh-server\t",
         "grub-efi-amd64-bin\t",
         "grub-common\t",
+        "dracut\t",
     ] {
         assert!(manifest.contains(pkg), "debian-server lacks {pkg}");
     }

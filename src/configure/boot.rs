@@ -117,6 +117,7 @@ pub fn make_initramfs(tree: &mut Tree, kernel: &Kernel, epoch: i64) -> Result<St
         let argv = [
             "/usr/bin/dracut",
             "--no-hostonly",
+            "--reproducible",
             "--force",
             "--kver",
             v,
