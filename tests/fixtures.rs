@@ -87,10 +87,11 @@ fn debian_binary_repositories_build_and_verify() {
             "debian-minimal",
             "debian-boot",
             "debian-server",
+            "debian-dracut",
             "azl-alias"
         ]
     );
-    for repo in &repos[1..4] {
+    for repo in &repos[1..5] {
         script("verify", &[repo.to_str().unwrap()]);
     }
     // The boot profile carries what a VM needs: a kernel and systemd.
@@ -107,15 +108,17 @@ fn debian_binary_repositories_build_and_verify() {
         "openssh-server\t",
         "grub-efi-amd64-bin\t",
         "grub-common\t",
-        "dracut\t",
     ] {
         assert!(manifest.contains(pkg), "debian-server lacks {pkg}");
     }
+    // debian-dracut has dracut where the others have initramfs-tools.
+    let manifest = std::fs::read_to_string(repos[4].join("manifest.tsv")).unwrap();
+    assert!(manifest.contains("dracut\t") && !manifest.contains("initramfs-tools"));
     // Every Azure Linux name in azl-alias installs over debian-server, all together.
     let aliases = Command::new("rpm")
         .args(["-qp", "--qf", "%{NAME}\n"])
         .args(
-            std::fs::read_dir(repos[4].join("Packages"))
+            std::fs::read_dir(repos[5].join("Packages"))
                 .unwrap()
                 .map(|e| e.unwrap().path()),
         )
@@ -127,7 +130,7 @@ fn debian_binary_repositories_build_and_verify() {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("resolve")
         .arg("--repo")
-        .arg(&repos[4])
+        .arg(&repos[5])
         .arg("--repo")
         .arg(&repos[3])
         .args(&aliases)
