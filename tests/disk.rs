@@ -7,14 +7,14 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{
-    Repo, kiln_build, read_mtree, run, spdx_validate, temp_dir, text, unescape, write_definition,
+    Repo, e2fsck_at, fsck_fat_at, kiln_build, read_mtree, run, spdx_validate, temp_dir, text,
+    unescape, write_definition,
 };
 use kiln::emit::disk::ext4::read::{Ext4Reader, FileKind};
 use kiln::emit::disk::sparse;
@@ -104,66 +104,22 @@ fn partitions(raw: &Path) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
-/// Copies one partition of `img` into its own sparse file (fsck.fat takes no offset).
-fn extract(img: &Path, start: u64, size: u64, to: &Path) {
-    let src = File::open(img).unwrap();
-    let dst = File::create(to).unwrap();
-    dst.set_len(size).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    for (from, len) in sparse::data_ranges(&src, start + size).unwrap() {
-        let (a, b) = (from.max(start), (from + len).min(start + size));
-        let mut at = a;
-        while at < b {
-            let n = ((b - at) as usize).min(buf.len());
-            src.read_exact_at(&mut buf[..n], at).unwrap();
-            dst.write_all_at(&buf[..n], at - start).unwrap();
-            at += n as u64;
-        }
-    }
-}
-
-/// fsck.fat -n on the ESP (copied out: fsck.fat takes no offset), and the paths mtools lists.
+/// fsck.fat on the ESP, and the paths mtools lists, read in place (`IMAGE@@OFFSET`).
 fn check_esp(img: &Path, work: &Path, want: &[&str]) {
-    let esp = work.join("esp.img");
-    extract(img, ESP.0, ESP.1, &esp);
-    let f = Command::new("fsck.fat")
-        .args(["-n"])
-        .arg(&esp)
-        .output()
-        .unwrap();
-    assert!(
-        f.status.success(),
-        "fsck.fat -n:\n{}{}",
-        text(&f.stdout),
-        text(&f.stderr)
-    );
+    fsck_fat_at(img, ESP.0, ESP.1, work);
     let dir = run(Command::new("mdir")
         .args(["-/", "-b", "-i"])
-        .arg(&esp)
+        .arg(format!("{}@@{}", img.display(), ESP.0))
         .arg("::"));
     let listing = text(&dir.stdout);
     for w in want {
         assert!(listing.contains(w), "{w} not on the ESP:\n{listing}");
     }
-    // Gone once checked: CI disks are small.
-    let _ = std::fs::remove_file(&esp);
 }
 
-/// e2fsck -fn on the root partition, read in place (`?offset=` is e2fsprogs' unix I/O
-/// option); returns its report.
+/// e2fsck -fn on the root partition, read in place; returns its report.
 fn check_root(img: &Path) -> String {
-    let e = Command::new("e2fsck")
-        .args(["-fn"])
-        .arg(format!("{}?offset={ROOT_START}", img.display()))
-        .output()
-        .unwrap();
-    assert!(
-        e.status.success(),
-        "e2fsck -fn:\n{}{}",
-        text(&e.stdout),
-        text(&e.stderr)
-    );
-    text(&e.stdout)
+    e2fsck_at(img, ROOT_START)
 }
 
 /// The root read back by e2fsprogs' own debugfs, in place: `stat` and `ea_list` of every path of

@@ -175,25 +175,7 @@ fn check_table(img: &Path, l: &Layout) {
 }
 
 fn fat_clean(img: &Path, start: u64, size: u64, scratch: &Path) {
-    // fsck.fat takes a device or file, not an offset: extract the partition.
-    let part = scratch.join("esp.img");
-    let src = File::open(img).unwrap();
-    let dst = create(&part);
-    let mut buf = vec![0u8; MIB as usize];
-    let mut at = 0;
-    while at < size {
-        src.read_exact_at(&mut buf, start + at).unwrap();
-        sparse::write_nonzero_at(&dst, &buf, at).unwrap();
-        at += MIB;
-    }
-    dst.set_len(size).unwrap();
-    let out = Command::new("fsck.fat")
-        .args(["-n", "-v"])
-        .arg(&part)
-        .output()
-        .unwrap();
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "fsck.fat -n:\n{all}");
+    let all = common::fsck_fat_at(img, start, size, scratch);
     assert!(all.contains("2 FATs, 32 bit entries"), "{all}");
     for bad in [
         "differ",
@@ -304,17 +286,7 @@ fn write_disk_fills_the_esp_and_the_ext4_root() {
     check_table(&raw, &l);
     let (esp, root) = (&l.partitions[0], &l.partitions[1]);
     fat_clean(&raw, esp.start, esp.size, &dir);
-    let e = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(format!("{}?offset={}", raw.display(), root.start))
-        .output()
-        .unwrap();
-    assert!(
-        e.status.success(),
-        "e2fsck -fn:\n{}{}",
-        text(&e.stdout),
-        text(&e.stderr)
-    );
+    common::e2fsck_at(&raw, root.start);
     let r = Ext4Reader::open(File::open(&raw).unwrap(), root.start).unwrap();
     assert_eq!(r.read_file("/etc/hostname").unwrap(), b"not on the esp\n");
     assert_eq!(r.stat("/boot/efi").unwrap().kind, FileKind::Dir);

@@ -232,3 +232,51 @@ pub fn spdx_validate(doc: &Path) {
         text(&out.stderr)
     );
 }
+
+/// `fsck.fat -n -v` on the FAT file system at `[start, start + size)` of a disk image, which is
+/// copied out sparsely first (fsck.fat takes no offset) and removed after; returns what it said.
+pub fn fsck_fat_at(img: &Path, start: u64, size: u64, scratch: &Path) -> String {
+    use std::os::unix::fs::FileExt;
+    let part = scratch.join("fat-partition.img");
+    {
+        let src = std::fs::File::open(img).unwrap();
+        let dst = std::fs::File::create(&part).unwrap();
+        dst.set_len(size).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        for (from, to) in kiln::emit::disk::sparse::data_ranges(&src, start + size).unwrap() {
+            let mut at = from.max(start);
+            while at < to {
+                let n = ((to - at) as usize).min(buf.len());
+                src.read_exact_at(&mut buf[..n], at).unwrap();
+                dst.write_all_at(&buf[..n], at - start).unwrap();
+                at += n as u64;
+            }
+        }
+    }
+    let out = Command::new("fsck.fat")
+        .args(["-n", "-v"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&part);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "fsck.fat -n:\n{all}");
+    all
+}
+
+/// `e2fsck -fn` on the ext4 file system at byte `offset` of a disk image, read in place
+/// (`?offset=` is e2fsprogs' unix I/O option); returns its report.
+pub fn e2fsck_at(img: &Path, offset: u64) -> String {
+    let e = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(format!("{}?offset={offset}", img.display()))
+        .output()
+        .unwrap();
+    assert!(
+        e.status.success(),
+        "e2fsck -fn:\n{}{}",
+        text(&e.stdout),
+        text(&e.stderr)
+    );
+    text(&e.stdout)
+}
